@@ -1,0 +1,59 @@
+# The two commands a learner needs are `make lab` and `make test`; every target sets up .venv/ first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'import torch' >/dev/null 2>&1 && echo python3.12 || echo python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+LOCK := requirements.lock
+PORT ?= 8888
+SUBMISSIONS ?=
+OUT ?= grading
+ASSIGNMENT ?= residual_blocks
+# The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup lab test release grade bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 12) else "Python 3.11 or 3.12 is needed, found %d.%d: run make PYTHON=python3.11" % v)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab --no-browser --port=$(PORT) --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) \
+		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/README.md
+
+test: setup
+	$(BIN)/python -m pytest
+
+release: setup
+	$(BIN)/python -m autograde release
+
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-or-zip [OUT=dir]"; exit 2; }
+	$(BIN)/python -m autograde grade "$(SUBMISSIONS)" --assignment $(ASSIGNMENT) --out "$(OUT)"
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+# Maintainers only: re-resolve the lock for Linux and macOS, Python 3.11 and 3.12, and Binder's environment.yml.
+# torch's CUDA wheels (Linux) come with their own exact pins, so they are left to pip.
+lock: setup
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
+		--no-emit-package triton --no-emit-package cuda-bindings --no-emit-package cuda-pathfinder \
+		--no-emit-package cuda-toolkit $(foreach p,$(NVIDIA_PACKAGES),--no-emit-package $(p)) \
+		--no-header --no-annotate -o $(LOCK)
+	$(BIN)/python tools/binder_environment.py
+
+NVIDIA_PACKAGES := nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 \
+	nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 \
+	nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx
+
+clean:
+	rm -rf $(VENV) submitted autograded feedback gradebook.db exchange

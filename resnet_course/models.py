@@ -1,0 +1,72 @@
+"""The networks the lessons train: plain and residual twins in the CIFAR layout of He et al. (2016), section 4.2.
+
+Depth is 6n + 2: a 3x3 stem convolution, three stages of n blocks (two 3x3 convolutions each) whose widths
+double while the feature maps halve, then global average pooling and one linear layer. Downsampling shortcuts
+use the paper's parameter-free option A: subsample the input and pad the new channels with zeros.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class PaddedShortcut(nn.Module):
+    """Option A: keep every `stride`-th pixel and append zero channels up to `out_channels`."""
+
+    def __init__(self, out_channels, stride):
+        super().__init__()
+        self.out_channels, self.stride = out_channels, stride
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - x.shape[1]))
+
+
+class TwoConvBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN, plus the input when `residual`, then ReLU."""
+
+    def __init__(self, in_channels, out_channels, stride, residual, batch_norm=True, conv_bias=False):
+        super().__init__()
+        norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=conv_bias)
+        self.norm1 = norm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=conv_bias)
+        self.norm2 = norm(out_channels)
+        self.residual = residual
+        needs_reshape = stride != 1 or in_channels != out_channels
+        self.skip = PaddedShortcut(out_channels, stride) if residual and needs_reshape else nn.Identity()
+
+    def forward(self, x):
+        out = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
+        if self.residual:
+            out = out + self.skip(x)
+        return F.relu(out)
+
+
+def cifar_style_net(depth, residual=True, widths=(8, 16, 32), in_channels=1, num_classes=10,
+                    batch_norm=True, init="he", conv_bias=False):
+    """A 6n+2-layer network; `init` is "he" (Kaiming normal, as in the paper) or "default" (PyTorch's own)."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
+    if init not in ("he", "default"):
+        raise ValueError(f'init must be "he" or "default", got {init!r}')
+    blocks_per_stage = (depth - 2) // 6
+    layers = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=conv_bias)]
+    layers += [nn.BatchNorm2d(widths[0])] if batch_norm else []
+    layers.append(nn.ReLU())
+    channels = widths[0]
+    for stage, width in enumerate(widths):
+        for index in range(blocks_per_stage):
+            stride = 2 if stage > 0 and index == 0 else 1
+            layers.append(TwoConvBlock(channels, width, stride, residual, batch_norm, conv_bias))
+            channels = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    net = nn.Sequential(*layers)
+    if init == "he":
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

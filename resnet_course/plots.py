@@ -1,0 +1,27 @@
+"""Figures for the lessons. Each function returns a matplotlib Figure, which Jupyter displays once."""
+from matplotlib.figure import Figure
+
+
+def plot_loss_curves(histories, title="Training loss", xlabel="step"):
+    """Several runs' loss histories ({label: losses}) on one log-scale axis."""
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for label, losses in histories.items():
+        axes.plot(range(1, len(losses) + 1), losses, label=label)
+    axes.set(yscale="log", xlabel=xlabel, ylabel="loss (log scale)", title=title)
+    axes.legend()
+    axes.grid(True, which="both", alpha=0.3)
+    return figure
+
+
+def plot_gradient_norms(norms, title="Gradient norm per layer"):
+    """Per-layer gradient norms ({label: {layer: norm}} or {label: [norms]}), input side on the left, log scale."""
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for label, values in norms.items():
+        values = list(values.values()) if hasattr(values, "values") else list(values)
+        axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    axes.set(yscale="log", xlabel="layer (1 = next to the input)", ylabel="gradient norm (log scale)", title=title)
+    axes.legend()
+    axes.grid(True, which="both", alpha=0.3)
+    return figure

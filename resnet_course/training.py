@@ -1,0 +1,46 @@
+"""A small training loop that records the loss of every step, and per-layer gradient norms."""
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def train(model, images, labels, steps=100, lr=2e-3, batch_size=128, seed=0, device=None, progress=True, desc=None):
+    """Train `model` with Adam on random mini-batches; returns the training loss of every step as floats.
+
+    The data moves to the model's device once; the batch order depends only on `seed`.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    images, labels = images.to(device), labels.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = torch.empty(steps, device=device)
+    order, cursor = torch.randperm(len(images), generator=generator), 0
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        if cursor + batch_size > len(order):
+            order, cursor = torch.randperm(len(images), generator=generator), 0
+        batch = order[cursor:cursor + batch_size].to(device)
+        cursor += batch_size
+        loss = loss_fn(model(images[batch]), labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[step] = loss.detach()
+        if progress and step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return losses.tolist()
+
+
+def gradient_norms(model, images, labels):
+    """One forward and backward pass; the L2 norm of each weight's gradient, from the input side to the output.
+
+    Only weights with more than one dimension count (convolutions and linear layers, not BatchNorm or biases).
+    """
+    model.train()
+    model.zero_grad(set_to_none=True)
+    device = next(model.parameters()).device
+    nn.CrossEntropyLoss()(model(images.to(device)), labels.to(device)).backward()
+    return {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None and p.dim() > 1}
