@@ -1,6 +1,6 @@
 # The two commands a learner needs are `make lab` and `make test`; every target sets up .venv/ first.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'import torch' >/dev/null 2>&1 && echo python3.12 || echo python3)
+PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
@@ -12,16 +12,17 @@ ASSIGNMENT ?= residual_blocks
 # The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup lab test release grade bench lock clean
+.PHONY: setup lab test release grade bench lock browser clean
 
 setup: $(STAMP)
 
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml lab-overrides.json
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 12) else "Python 3.11 or 3.12 is needed, found %d.%d: run make PYTHON=python3.11" % v)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	install -D -m 644 lab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 lab: setup
@@ -32,7 +33,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 release: setup
-	$(BIN)/python -m autograde release
+	$(BIN)/nbgrader generate_assignment $(ASSIGNMENT) --force --no-db
 
 grade: setup
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-or-zip [OUT=dir]"; exit 2; }
@@ -54,6 +55,15 @@ lock: setup
 NVIDIA_PACKAGES := nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 \
 	nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 \
 	nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx
+
+# Headless Chromium for the browser tests: Debian's package, never a browser that a tool downloads itself.
+# Without it (no root, no apt) the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+		echo "make browser: cannot install Chromium without root; the browser tests will be skipped"; exit 0; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+		|| echo "make browser: apt-get could not install chromium; the browser tests will be skipped"
 
 clean:
 	rm -rf $(VENV) submitted autograded feedback gradebook.db exchange

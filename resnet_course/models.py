@@ -21,43 +21,51 @@ class PaddedShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - x.shape[1]))
 
 
-class TwoConvBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN, plus the input when `residual`, then ReLU."""
+def conv3x3(in_channels, out_channels, stride=1, bias=False):
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
 
-    def __init__(self, in_channels, out_channels, stride, residual, batch_norm=True, conv_bias=False):
+
+class ResidualUnit(nn.Module):
+    """conv-BN-ReLU-conv-BN, plus the (option A) shortcut, then ReLU."""
+
+    def __init__(self, in_channels, out_channels, stride, batch_norm=True, conv_bias=False):
         super().__init__()
         norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=conv_bias)
+        self.conv1 = conv3x3(in_channels, out_channels, stride, conv_bias)
         self.norm1 = norm(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=conv_bias)
+        self.conv2 = conv3x3(out_channels, out_channels, 1, conv_bias)
         self.norm2 = norm(out_channels)
-        self.residual = residual
         needs_reshape = stride != 1 or in_channels != out_channels
-        self.skip = PaddedShortcut(out_channels, stride) if residual and needs_reshape else nn.Identity()
+        self.skip = PaddedShortcut(out_channels, stride) if needs_reshape else nn.Identity()
 
     def forward(self, x):
         out = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
-        if self.residual:
-            out = out + self.skip(x)
-        return F.relu(out)
+        return F.relu(out + self.skip(x))
 
 
 def cifar_style_net(depth, residual=True, widths=(8, 16, 32), in_channels=1, num_classes=10,
                     batch_norm=True, init="he", conv_bias=False):
-    """A 6n+2-layer network; `init` is "he" (Kaiming normal, as in the paper) or "default" (PyTorch's own)."""
+    """A 6n+2-layer network; `init` is "he" (Kaiming normal, as in the paper) or "default" (PyTorch's own).
+
+    The residual network is a sequence of ResidualUnits; its plain twin is the same layers laid out flat, in the
+    same order, so that both draw the same initial weights from the same seed.
+    """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
     if init not in ("he", "default"):
         raise ValueError(f'init must be "he" or "default", got {init!r}')
     blocks_per_stage = (depth - 2) // 6
-    layers = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=conv_bias)]
-    layers += [nn.BatchNorm2d(widths[0])] if batch_norm else []
-    layers.append(nn.ReLU())
+    norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
+    layers = [conv3x3(in_channels, widths[0], bias=conv_bias), norm(widths[0]), nn.ReLU()]
     channels = widths[0]
     for stage, width in enumerate(widths):
         for index in range(blocks_per_stage):
             stride = 2 if stage > 0 and index == 0 else 1
-            layers.append(TwoConvBlock(channels, width, stride, residual, batch_norm, conv_bias))
+            if residual:
+                layers.append(ResidualUnit(channels, width, stride, batch_norm, conv_bias))
+            else:
+                layers += [conv3x3(channels, width, stride, conv_bias), norm(width), nn.ReLU(),
+                           conv3x3(width, width, 1, conv_bias), norm(width), nn.ReLU()]
             channels = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     net = nn.Sequential(*layers)

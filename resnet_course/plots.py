@@ -1,5 +1,19 @@
 """Figures for the lessons. Each function returns a matplotlib Figure, which Jupyter displays once."""
-from matplotlib.figure import Figure
+import io
+
+from matplotlib.figure import Figure as _Figure
+
+
+class Figure(_Figure):
+    """A Figure that renders itself as PNG in any Jupyter front end, with or without `%matplotlib inline`.
+
+    Being made without pyplot, it is never shown a second time by pyplot's own display at the end of a cell.
+    """
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
 
 
 def plot_loss_curves(histories, title="Training loss", xlabel="step"):

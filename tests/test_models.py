@@ -46,12 +46,22 @@ def test_option_a_shortcut_is_parameter_free_and_residual_twin_matches_plain_siz
 def test_residual_block_adds_its_input():
     torch.manual_seed(0)
     net = cifar_style_net(8, residual=True).eval()
-    block = net[3]  # the first block: same width, stride 1
+    block = net[3]  # the first unit: same width, stride 1
     for norm in (block.norm1, block.norm2):
         nn.init.zeros_(norm.weight)
     x = torch.randn(2, 8, 8, 8)
     # With the branch silenced, a residual block is ReLU(x): the identity on what the previous ReLU produced.
     assert torch.allclose(block(x), torch.relu(x))
+
+
+def test_plain_and_residual_twins_start_from_the_same_weights():
+    torch.manual_seed(4)
+    plain = cifar_style_net(14, residual=False)
+    torch.manual_seed(4)
+    residual = cifar_style_net(14, residual=True)
+    pairs = list(zip(plain.parameters(), residual.parameters()))
+    assert len(pairs) == len(list(plain.parameters())) == len(list(residual.parameters()))
+    assert all(a.shape == b.shape and torch.equal(a, b) for a, b in pairs)
 
 
 def test_options_without_batch_norm_and_with_bias():

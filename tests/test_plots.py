@@ -30,3 +30,8 @@ def test_figure_renders_to_png(tmp_path):
     path = tmp_path / "loss.png"
     plot_loss_curves({"run": [1.0, 0.1]}).savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_displays_itself_as_png_without_pyplot():
+    png = plot_loss_curves({"run": [1.0, 0.1]})._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

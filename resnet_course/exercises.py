@@ -1,0 +1,291 @@
+"""Self-checks for the lessons' "Your turn" exercises.
+
+Each `check_...` function tests the learner's object by what it does, never by how it is written, and returns a
+`CheckResult` that Jupyter shows as one coloured line: passed, not done yet (the placeholder is still there) or
+what is wrong and how to fix it. A check never raises on the learner's mistakes, so "Run all" always works.
+`show_solution(name)` prints a worked solution once the learner has tried (or when asked with force=True).
+"""
+import html
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .metrics import final_loss
+from .solutions import SOLUTIONS
+
+PASSED, NOT_DONE, FAILED = "passed", "not done yet", "failed"
+_ICONS = {PASSED: "✅", NOT_DONE: "⏳", FAILED: "❌"}
+_COLOURS = {PASSED: "#1a7f37", NOT_DONE: "#57606a", FAILED: "#b35900"}
+_attempted = set()  # exercises the learner has really tried: their solution is then on offer
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    exercise: str
+    status: str
+    message: str
+
+    @property
+    def passed(self):
+        return self.status == PASSED
+
+    def __str__(self):
+        return f"{_ICONS[self.status]} {self.exercise}: {self.message}"
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        return (f'<div style="color:{_COLOURS[self.status]}">{_ICONS[self.status]} <b>{html.escape(self.exercise)}'
+                f"</b>: {html.escape(self.message)}</div>")
+
+
+def _result(exercise, status, message):
+    if status != NOT_DONE:
+        _attempted.add(exercise)
+    return CheckResult(exercise, status, message)
+
+
+def _call(exercise, function, *args):
+    """(value, None) when `function(*args)` ran, else (None, CheckResult) explaining why it did not."""
+    try:
+        return function(*args), None
+    except NotImplementedError:
+        return None, _result(exercise, NOT_DONE, "replace the `raise NotImplementedError(...)` line with your code, "
+                                                 "then run this cell again.")
+    except Exception as error:  # the learner's code failed: say where, do not crash the notebook
+        arguments = ", ".join(_short(a) for a in args)
+        return None, _result(exercise, FAILED, f"calling {getattr(function, '__name__', 'your function')}"
+                                               f"({arguments}) raised {type(error).__name__}: {error}")
+
+
+def _short(value):
+    return f"tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else repr(value)
+
+
+# Lesson 1 ---------------------------------------------------------------------------------------------------
+
+def check_identity_conv(make_identity_conv):
+    """`make_identity_conv(channels)` must return a 3x3 nn.Conv2d whose output equals its input."""
+    name = "identity_conv"
+    if isinstance(make_identity_conv, nn.Module) or not callable(make_identity_conv):
+        return _result(name, FAILED, "pass the function itself: check_identity_conv(make_identity_conv), "
+                                     "without calling it.")
+    for channels in (8, 3):
+        conv, problem = _call(name, make_identity_conv, channels)
+        if problem:
+            return problem
+        if not isinstance(conv, nn.Conv2d):
+            return _result(name, FAILED, f"make_identity_conv({channels}) returned {type(conv).__name__}, not an "
+                                         "nn.Conv2d: the point is that a real convolution layer can compute x.")
+        if conv.kernel_size != (3, 3):
+            return _result(name, FAILED, f"the convolution has kernel_size {conv.kernel_size}; keep it 3x3, the "
+                                         "size every layer of our networks uses.")
+        x = torch.randn(2, channels, 8, 8, generator=torch.Generator().manual_seed(channels),
+                        device=conv.weight.device)
+        with torch.no_grad():
+            try:
+                y = conv(x)
+            except RuntimeError as error:
+                return _result(name, FAILED, f"the convolution cannot take {channels} input channels: {error}")
+        if y.shape != x.shape:
+            return _result(name, FAILED, f"a {tuple(x.shape)} input came out as {tuple(y.shape)}; use padding=1 "
+                                         "so a 3x3 kernel keeps height and width, and as many output channels "
+                                         "as input channels.")
+        error = (y - x).abs().max().item()
+        if error > 1e-5:
+            return _result(name, FAILED, f"conv(x) differs from x by up to {error:.3g}. "
+                                         + _identity_hint(conv, x, y))
+    return _result(name, PASSED, "conv(x) equals x for 8 and for 3 channels. A ReLU after it changes nothing "
+                                 "either, since its input already came out of a ReLU: a deeper plain net could "
+                                 "insert such layers and compute exactly what the shallow net computes.")
+
+
+def _identity_hint(conv, x, y):
+    if y.abs().max().item() < 1e-6:
+        return ("The output is all zeros: now put a 1 at the centre of each channel's own kernel, "
+                "weight[c, c, 1, 1] = 1.")
+    if torch.allclose(y, x.sum(1, keepdim=True).expand_as(x), atol=1e-5):
+        return ("Every output channel is the sum of all input channels: set only weight[c, c, 1, 1] (channel c to "
+                "itself) to 1, and weight[c, d, 1, 1] to 0 for d != c.")
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        if torch.allclose(y[:, :, 1:-1, 1:-1], x.roll((dy, dx), (2, 3))[:, :, 1:-1, 1:-1], atol=1e-5):
+            return "The output is the input shifted by one pixel: the 1 must sit at the kernel's centre, index [1, 1]."
+    if conv.bias is not None and conv.bias.abs().max().item() > 0:
+        return "The bias adds a constant: set it to zero (or build the conv with bias=False)."
+    return ("Each output channel c should copy input channel c: weight[c, c, 1, 1] = 1 and every other weight 0 "
+            "(start from conv.weight.zero_()).")
+
+
+# Lesson 2 ---------------------------------------------------------------------------------------------------
+
+def check_residual_chain(residual_chain):
+    """`residual_chain(x, w, depth)` must apply `depth` residual steps x -> x + w * x."""
+    name = "residual_chain"
+    if not callable(residual_chain):
+        return _result(name, FAILED, "pass the function itself: check_residual_chain(residual_chain).")
+    for start, w, depth in ((1.5, 0.1, 20), (-2.0, 0.5, 3)):
+        x = torch.tensor(start, requires_grad=True)
+        out, problem = _call(name, residual_chain, x, w, depth)
+        if problem:
+            return problem
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return _result(name, FAILED, "return a tensor computed from x with torch operations (no .item(), no "
+                                         "float()), so autograd can follow it back to x.")
+        (slope,) = torch.autograd.grad(out.sum(), x)
+        want = (1 + w) ** depth
+        if math.isclose(slope.item(), want, rel_tol=1e-4) and math.isclose(out.item(), start * want, rel_tol=1e-4):
+            continue
+        if math.isclose(slope.item(), w ** depth, rel_tol=1e-3):
+            return _result(name, FAILED, "this is the plain chain (x -> w * x): add the input back at each step.")
+        if math.isclose(slope.item(), 1.0, rel_tol=1e-4):
+            return _result(name, FAILED, "the slope is exactly 1: you added w itself (x -> x + w). The branch "
+                                         "should be w times the current value: x -> x + w * x.")
+        if math.isclose(out.item(), start * (1 + depth * w), rel_tol=1e-4):
+            return _result(name, FAILED, "every step added w times the ORIGINAL input; add w times the current "
+                                         "value instead (reassign x in the loop).")
+        return _result(name, FAILED, f"with x={start}, w={w}, depth={depth} the output is {out.item():.4g} and "
+                                     f"d out/d x is {slope.item():.4g}; a residual chain gives "
+                                     f"{start * want:.4g} and (1 + w)^depth = {want:.4g}.")
+    return _result(name, PASSED, "d out / d x = (1 + w)^depth: expanding the product, one term is 1 * 1 * ... * 1, "
+                                 "the path through the skips alone, so the slope cannot vanish the way w^depth does.")
+
+
+# Lesson 3 ---------------------------------------------------------------------------------------------------
+
+def check_same_padding(padding, kernel_size=5, size=32):
+    """`padding` must keep a size x size map at size x size under a stride-1 kernel_size x kernel_size conv."""
+    name = "same_padding"
+    if padding is None:
+        return _result(name, NOT_DONE, "replace None with a whole number, then run this cell again.")
+    if isinstance(padding, bool) or not isinstance(padding, int):
+        return _result(name, FAILED, f"padding is a whole number of pixels added on each side; got {padding!r}.")
+    if padding < 0:
+        return _result(name, FAILED, "padding cannot be negative.")
+    conv = nn.Conv2d(1, 1, kernel_size, padding=padding)
+    with torch.no_grad():
+        out = conv(torch.zeros(1, 1, size, size)).shape[-1]
+    formula = f"({size} + 2*{padding} - {kernel_size}) // 1 + 1 = {out}"
+    if out == size:
+        return _result(name, PASSED, f"{formula}. For an odd kernel size k and stride 1, padding (k - 1) / 2 keeps "
+                                     "the size: 1 for 3x3, 2 for 5x5, 3 for 7x7.")
+    return _result(name, FAILED, f"with padding={padding} the {size}x{size} map becomes {out}x{out}: {formula}. "
+                                 f"The kernel eats {kernel_size - 1} pixels per dimension; the padding on both "
+                                 "sides must give them back.")
+
+
+# Lesson 4 ---------------------------------------------------------------------------------------------------
+
+def check_pad_shortcut(pad_shortcut):
+    """`pad_shortcut(x, out_channels, stride)` must be the paper's option A: subsample, then zero channels."""
+    name = "pad_shortcut"
+    if not callable(pad_shortcut):
+        return _result(name, FAILED, "pass the function itself: check_pad_shortcut(pad_shortcut).")
+    generator = torch.Generator().manual_seed(0)
+    for in_channels, out_channels, stride, size in ((4, 8, 2, 8), (3, 6, 1, 5), (4, 4, 2, 6)):
+        x = torch.randn(2, in_channels, size, size, generator=generator)
+        out, problem = _call(name, pad_shortcut, x, out_channels, stride)
+        if problem:
+            return problem
+        call = f"pad_shortcut(x of shape {tuple(x.shape)}, out_channels={out_channels}, stride={stride})"
+        if not isinstance(out, torch.Tensor):
+            return _result(name, FAILED, f"{call} returned {type(out).__name__}; return a tensor.")
+        kept = x[:, :, ::stride, ::stride]
+        want = (2, out_channels, *kept.shape[2:])
+        if tuple(out.shape) != want:
+            fixes = []
+            if out.dim() == 4 and out.shape[1] != out_channels:
+                fixes.append(f"it has {out.shape[1]} channels: append zero channels up to out_channels")
+            if out.dim() == 4 and tuple(out.shape[2:]) != tuple(kept.shape[2:]):
+                fixes.append("keep every stride-th pixel in height and width: x[:, :, ::stride, ::stride]")
+            return _result(name, FAILED, f"{call} has shape {tuple(out.shape)}, expected {want}"
+                                         + (f"; {'; '.join(fixes)}." if fixes else "."))
+        if out.dtype != x.dtype or out.device != x.device:
+            return _result(name, FAILED, "keep the input's dtype and device (F.pad and slicing do).")
+        first, rest = out[:, :in_channels], out[:, in_channels:]
+        if not torch.equal(first, kept):
+            if stride > 1 and torch.equal(first, x[:, :, 1::stride, 1::stride]):
+                return _result(name, FAILED, "you kept pixels 1, 3, 5, ...; keep 0, 2, 4, ... as a stride-2 1x1 "
+                                             "convolution does: x[:, :, ::stride, ::stride].")
+            return _result(name, FAILED, f"{call}: the first {in_channels} channels must be the subsampled input "
+                                         "unchanged (x[:, :, ::stride, ::stride]); no pooling, no scaling.")
+        if rest.numel() and rest.abs().max().item() != 0:
+            return _result(name, FAILED, "the added channels must be exactly zero: option A adds no information "
+                                         "and no parameters.")
+    return _result(name, PASSED, "the input is subsampled and padded with zero channels: the shapes match the "
+                                 "branch and the shortcut has no parameters, as in the paper's option A.")
+
+
+# Lesson 5 ---------------------------------------------------------------------------------------------------
+
+def check_ranking(ranking, histories, last=10):
+    """`ranking` must list the runs of `histories` from the lowest final training loss to the highest."""
+    name = "ranking"
+    if ranking is None:
+        return _result(name, NOT_DONE, "replace None with a list of the four labels, lowest final loss first.")
+    finals = {label: final_loss(losses, last) for label, losses in histories.items()}
+    truth = sorted(finals, key=finals.get)
+    if isinstance(ranking, str) or not isinstance(ranking, (list, tuple)):
+        return _result(name, FAILED, f"give a list of labels, e.g. {list(histories)!r} in the right order.")
+    ranking = list(ranking)
+    unknown = [label for label in ranking if label not in finals]
+    if unknown:
+        return _result(name, FAILED, f"unknown label(s) {unknown}; the runs are called {sorted(finals)}.")
+    if sorted(ranking) != sorted(finals):
+        missing = sorted(set(finals) - set(ranking))
+        return _result(name, FAILED, f"name every run exactly once; missing: {missing or 'none'}, given "
+                                     f"{len(ranking)} labels for {len(finals)} runs.")
+    for place, (mine, right) in enumerate(zip(ranking, truth), start=1):
+        if mine != right:
+            return _result(name, FAILED, f"place {place}: you put {mine} (final loss {finals[mine]:.3g}), but "
+                                         f"{right} ended lower ({finals[right]:.3g}). Compare the right ends of "
+                                         "the curves, or the printed numbers.")
+    return _result(name, PASSED, "lowest first: " + " < ".join(f"{label} ({finals[label]:.3g})" for label in truth)
+                   + ".")
+
+
+# Lesson 6 ---------------------------------------------------------------------------------------------------
+
+def check_projection_params(projection_params):
+    """The parameters that ResNet-20's two projection shortcuts (1x1 conv + BatchNorm) add."""
+    name = "projection_params"
+    if projection_params is None:
+        return _result(name, NOT_DONE, "replace None with a whole number (you may write it as arithmetic).")
+    if isinstance(projection_params, float) and projection_params.is_integer():
+        projection_params = int(projection_params)
+    if isinstance(projection_params, bool) or not isinstance(projection_params, int):
+        return _result(name, FAILED, f"give a whole number of parameters; got {projection_params!r}.")
+    small, large = 16 * 32 + 2 * 32, 32 * 64 + 2 * 64
+    diagnoses = {
+        small + large: None,
+        16 * 32 + 32 * 64: "that counts the 1x1 convolutions only; each BatchNorm adds a weight and a bias per "
+                           "output channel.",
+        16 * 32 + 32 * 64 + 32 + 64: "each BatchNorm has TWO learned numbers per channel (weight and bias); its "
+                                     "running mean and variance are buffers, not parameters.",
+        small: "that is the 16 -> 32 projection alone; the third stage (32 -> 64) needs one too.",
+        large: "that is the 32 -> 64 projection alone; the second stage (16 -> 32) needs one too.",
+        small + large + 16 * 16 + 2 * 16: "the first stage keeps 16 channels and stride 1, so its shortcuts stay "
+                                          "plain identities: only two blocks change shape.",
+    }
+    if projection_params not in diagnoses:
+        return _result(name, FAILED, f"{projection_params:,} is not it. A 1x1 conv from a to b channels has a*b "
+                                     "weights (no bias before BatchNorm), its BatchNorm 2*b; ResNet-20 changes "
+                                     "shape twice, 16 -> 32 and 32 -> 64.")
+    if diagnoses[projection_params]:
+        return _result(name, FAILED, f"{projection_params:,}: {diagnoses[projection_params]}")
+    return _result(name, PASSED, f"(16*32 + 2*32) + (32*64 + 2*64) = {small} + {large} = {small + large:,}; and "
+                                 f"269,722 + {small + large:,} = 272,474, the projection version's count.")
+
+
+# Solutions --------------------------------------------------------------------------------------------------
+
+def show_solution(name, force=False):
+    """Print the worked solution of exercise `name`, once it has been tried (or with force=True)."""
+    if name not in SOLUTIONS:
+        raise KeyError(f"no exercise {name!r}; there are: {', '.join(sorted(SOLUTIONS))}")
+    if name not in _attempted and not force:
+        print(f"Have a go first: run the check with your own answer. If you are stuck, "
+              f'show_solution("{name}", force=True) shows it anyway.')
+        return
+    print(SOLUTIONS[name].strip())
