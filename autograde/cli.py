@@ -1,0 +1,111 @@
+"""Command line of the instructor's grading tool.
+
+    python -m autograde grade SUBMISSIONS --assignment NAME --out DIR [--jobs N] [--timeout S]
+                                [--memory MB] [--force] [--course DIR] [--kernel warm|cold]
+
+Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
+itself cannot run (no such assignment, unreadable SUBMISSIONS, ...), 2 for a usage error,
+130 when interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+from . import AutogradeError
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograde",
+                                     description="Grade a class's Jupyter notebooks with nbgrader, in parallel and safely.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser("grade", help="grade every submission in a folder or .zip",
+                                description="Grade every submission in SUBMISSIONS (a folder or a .zip exported by a "
+                                            "learning-management system, or nbgrader's submitted/ folder). Writes "
+                                            "DIR/grades.csv and DIR/feedback/<student_id>.html.")
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
+    grade.add_argument("--assignment", required=True, metavar="NAME", help="the assignment in source/NAME")
+    grade.add_argument("--out", required=True, type=Path, metavar="DIR", help="where grades and feedback go")
+    grade.add_argument("--jobs", type=_positive(int), default=0, metavar="N",
+                       help="submissions graded in parallel (default: one per core)")
+    grade.add_argument("--timeout", type=_positive(int), default=None, metavar="S",
+                       help="seconds per cell (default: the course's Execute.timeout, else 60)")
+    grade.add_argument("--memory", type=_positive(int), default=2048, metavar="MB",
+                       help="memory cap per submission, all its processes together (default: 2048, like mybinder.org)")
+    grade.add_argument("--force", action="store_true", help="grade again even what an earlier run already graded")
+    grade.add_argument("--course", type=Path, default=None, metavar="DIR",
+                       help="the nbgrader course folder (default: here, or this repository)")
+    grade.add_argument("--kernel", choices=["warm", "cold"], default="warm" if sys.platform.startswith("linux") else "cold",
+                       help="warm: fork kernels from a process that imported torch once (default); "
+                            "cold: start every kernel from scratch, as nbgrader does")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument("--keep-work", action="store_true", help="keep each submission's work folder (debugging)")
+    grade.add_argument("--no-guard", action="store_true", help=argparse.SUPPRESS)  # benchmarks and debugging only
+
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # nbgrader runs `alembic` from PATH when it creates a gradebook: use this environment's.
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    try:
+        return _grade(args)
+    except AutogradeError as exc:
+        print(f"autograde: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, NotADirectoryError, ValueError, zipfile.BadZipFile, PermissionError) as exc:
+        print(f"autograde: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("autograde: interrupted", file=sys.stderr)
+        return 130
+
+
+def _grade(args) -> int:
+    if not args.submissions.exists():
+        raise AutogradeError(f"{args.submissions} does not exist")
+    course = args.course or _default_course_root(args.assignment)
+    server = None
+    if args.kernel == "warm" and (course / "source" / args.assignment).is_dir():
+        # Start the warm kernel server first: it imports torch while this process imports nbgrader.
+        from .sandbox import become_subreaper
+        from .zygote import WarmKernelServer
+
+        become_subreaper()
+        server = WarmKernelServer.for_assignment(course / "source" / args.assignment, args.out.resolve() / ".autograde")
+    try:
+        from .runner import Options, grade
+
+        options = Options(submissions=args.submissions, assignment=args.assignment, out=args.out, course=course,
+                          jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory, force=args.force,
+                          kernel=args.kernel, progress=not args.no_progress, keep_work=args.keep_work,
+                          guard=not args.no_guard, server=server)
+        grade(options)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def _default_course_root(assignment: str) -> Path:
+    """The course folder: the current folder if it has the assignment, else this repository."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (candidate / "source" / assignment).is_dir():
+            return candidate
+    return Path.cwd()

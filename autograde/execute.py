@@ -1,0 +1,387 @@
+"""nbgrader's Execute preprocessor, hardened for grading students' notebooks.
+
+:class:`GuardedExecute` subclasses :class:`nbgrader.preprocessors.Execute` (itself nbclient) and
+changes what a hostile or broken notebook can do to the grading:
+
+* **Tamper guard.** The kernel-side guard (:mod:`autograde.kernel_guard`) is installed by a first
+  cell the grader adds before the notebook's own, and short grader cells run before and after every
+  instructor cell (see that module). A graded test cell only keeps its result when both of its
+  guard cells ran and reported no tampering; otherwise the grader adds an error to it, which nbgrader
+  scores 0. The grader's cells are removed again before nbgrader saves grades and feedback.
+* **Timeouts that hold.** A cell that runs past the timeout is interrupted (SIGINT) as nbgrader
+  does; if the kernel ignores the interrupt, nbgrader would give up on the whole class with
+  "kernel unresponsive": here the kernel and everything it started are killed, and the remaining
+  test cells are marked as not run (score 0).
+* **Dead kernels** (``os._exit``, a segfault, the memory watchdog) end the run the same way, with
+  the reason the sandbox supervisor recorded.
+* **Output caps.** A cell's printed output and displays stop being collected after
+  ``max_output_bytes`` (one marker per stream says so, keeping stderr's meaning for nbgrader);
+  errors and ``execute_result`` values, which decide grades, are always kept (truncated if huge).
+* **Never credit what did not run.** nbgrader gives full marks to a test cell without outputs;
+  every test cell that was not executed to the end gets an explicit error instead.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import secrets
+from pathlib import Path
+
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell, new_output
+from nbgrader import utils
+from nbgrader.preprocessors import Execute
+from traitlets import Bool, Dict, Integer, List, Unicode
+
+from . import status as st
+from .sandbox import read_status
+
+GUARD_SOURCE = (Path(__file__).with_name("kernel_guard.py")).read_text()
+GUARD_ROLE = "autograde_guard"
+
+# Builtins a test cell is likely to call; names the test cells use are added per assignment.
+CORE_BUILTINS = sorted({
+    "abs", "all", "any", "bool", "callable", "dict", "enumerate", "float", "getattr", "hasattr", "int",
+    "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "print", "range",
+    "repr", "round", "set", "sorted", "str", "sum", "tuple", "type", "zip", "AssertionError",
+    "Exception", "TypeError", "ValueError", "RuntimeError", "NotImplementedError", "__import__",
+})
+
+
+def _error(ename: str, evalue: str) -> NotebookNode:
+    return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+def _stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+
+
+class GuardedExecute(Execute):
+    """Execute with a tamper guard, hard timeouts, output caps (see the module docstring)."""
+
+    guard = Bool(True, help="Install the tamper guard around instructor cells").tag(config=True)
+    guard_timeout = Integer(30, help="Seconds a grader cell may take").tag(config=True)
+    max_output_bytes = Integer(200_000, help="Output collected per cell; -1 for no limit").tag(config=True)
+    max_error_chars = Integer(20_000, help="Longest error message kept").tag(config=True)
+    pins = Dict(help="grade_id -> names the instructor's cell binds (imports, helpers, test data)").tag(config=True)
+    builtin_names = List(help="builtins the test cells use").tag(config=True)
+    protected_modules = List(help="modules the instructor's cells import, protected like torch").tag(config=True)
+    kernel_status_path = Unicode(None, allow_none=True, help="status file of the sandbox supervisor").tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("shutdown_kernel", "immediate")
+        super().__init__(*args, **kwargs)
+        self.report = self._new_report()
+
+    @staticmethod
+    def _new_report() -> dict:
+        return {"statuses": set(), "notes": [], "tampering": [], "executed": 0}
+
+    # -- planning ------------------------------------------------------------------------------
+    def _plan(self, cells):
+        """The cells to run: the notebook's, with the grader's guard cells around instructor cells."""
+        prefix = "AG" + secrets.token_hex(6)
+        module = "_autograde_guard_" + secrets.token_hex(6)
+        self._prefix, self._module = prefix, module
+        ref = f"__import__('sys').modules[{module!r}]"
+        plan = []
+
+        def guard_cell(code, role, **extra):
+            cell = new_code_cell(code)
+            cell.metadata[GUARD_ROLE] = dict(role=role, **extra)
+            plan.append(cell)
+
+        if self.guard:
+            guard_cell(
+                "def __autograde_bootstrap(source, name, prefix, modules):\n"
+                "    import sys, types\n"
+                "    module = types.ModuleType(name)\n"
+                "    sys.modules[name] = module\n"
+                "    exec(compile(source, '<autograde guard>', 'exec'), module.__dict__)\n"
+                "    module.install(get_ipython(), prefix, modules)\n"
+                "    print(prefix + '-READY', flush=True)\n"
+                f"__autograde_bootstrap({GUARD_SOURCE!r}, {module!r}, {prefix!r}, {list(self.protected_modules)!r})\n"
+                "del __autograde_bootstrap\n", "preamble")
+        builtins = sorted(set(CORE_BUILTINS) | set(self.builtin_names))
+        for index, cell in enumerate(cells):
+            instructor = (cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_solution(cell))
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            names = sorted(self.pins.get(grade_id, [])) if grade_id else []
+            if not (self.guard and instructor):
+                plan.append(cell)
+                continue
+            token = secrets.token_hex(8)
+            if utils.is_grade(cell):
+                guard_cell(f"{ref}.before({token!r}, {builtins!r})", "before", token=token, target=index)
+                plan.append(cell)
+                guard_cell(f"{ref}.after({token!r}, {names!r}); {ref}.record({names!r})", "after", token=token,
+                           target=index)
+            else:
+                # Setup cells: undo patches first, so that what they bind (torch, helpers) is genuine.
+                guard_cell(f"{ref}._guard._differences(True); {ref}.record([])", "restore")
+                plan.append(cell)
+                guard_cell(f"{ref}.record({names!r})", "record")
+        return plan
+
+    # -- nbclient hooks --------------------------------------------------------------------------
+    def _get_timeout(self, cell):
+        if cell is not None and GUARD_ROLE in cell.get("metadata", {}):
+            return self.guard_timeout
+        return super()._get_timeout(cell)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self.report["statuses"].add(st.TIMED_OUT)
+        self.report["notes"].append(f"a cell ran longer than {timeout} s and was interrupted")
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Collect an output, within the per-cell budget; errors and results always get through."""
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None or self.max_output_bytes < 0:
+            return out
+        kind = out.get("output_type")
+        if kind in ("error", "execute_result"):
+            self._truncate(out)
+            return out
+        used = self._output_bytes.get(cell_index, 0) + _size(out)
+        self._output_bytes[cell_index] = used
+        if used <= self.max_output_bytes:
+            return out
+        outs.remove(out)
+        key = (cell_index, out.get("name", kind))
+        if key not in self._truncated:
+            self._truncated.add(key)
+            name = out.get("name") if kind == "stream" else "stdout"
+            outs.append(new_output("stream", name=name, text=(
+                f"\n[output truncated by the grader: more than {self.max_output_bytes // 1000} kB]\n")))
+            self.report["notes"].append("output truncated")
+        return None
+
+    def clear_output(self, outs, msg, cell_index):
+        self._output_bytes[cell_index] = 0  # what was cleared no longer counts (progress bars)
+        return super().clear_output(outs, msg, cell_index)
+
+    def _truncate(self, out):
+        limit = self.max_error_chars
+        if out.get("output_type") == "error":
+            out["evalue"] = str(out.get("evalue", ""))[:limit]
+            tb = out.get("traceback", [])
+            if sum(len(line) for line in tb) > limit:
+                out["traceback"] = [line[:2000] for line in tb[:20]] + ["[traceback truncated by the grader]"] + \
+                                   [line[:2000] for line in tb[-5:]]
+        else:
+            data = out.get("data", {})
+            for mime, value in list(data.items()):
+                if isinstance(value, str) and len(value) > limit:
+                    data[mime] = value[:limit] + "\n[truncated by the grader]"
+
+    # -- the run -------------------------------------------------------------------------------
+    def preprocess(self, nb, resources=None, km=None):
+        self.report = self._new_report()
+        original = list(nb.cells)
+        plan = self._plan(original)
+        nb.cells = plan
+        NotebookClient.__init__(self, nb, km)  # as ExecutePreprocessor.preprocess does
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self._output_bytes, self._truncated = {}, set()
+        try:
+            run_sync(self._async_run)()
+        finally:
+            nb.cells = self._verdicts(plan, original)
+        return nb, self.resources
+
+    async def _async_run(self):
+        stopped = None
+        try:
+            async with self.async_setup_kernel():
+                msg_id = await ensure_async(self.kc.kernel_info())
+                info = await self.async_wait_for_reply(msg_id)
+                if info is not None and "language_info" in info["content"]:
+                    self.nb.metadata["language_info"] = info["content"]["language_info"]
+                for index, cell in enumerate(self.nb.cells):
+                    if stopped:
+                        break
+                    stopped = await self._run_cell(cell, index)
+        except DeadKernelError:
+            stopped = stopped or self._kernel_reason()
+        if stopped:
+            self.report["stopped"] = stopped
+
+    async def _run_cell(self, cell, index):
+        guard = GUARD_ROLE in cell.metadata
+        try:
+            await self.async_execute_cell(cell, index, store_history=not guard)
+        except CellTimeoutError:
+            self.report["statuses"].add(st.TIMED_OUT)
+            reason = f"a cell ran past the {self._get_timeout(cell)} s limit and ignored the interrupt"
+            self.report["notes"].append(reason)
+            if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                cell.setdefault("outputs", []).append(_error("CellTimeoutError", reason))
+            cell["metadata"].setdefault("autograde", {})["ran"] = "timed out"
+            try:
+                await ensure_async(self.km.shutdown_kernel(now=True))
+            except Exception:  # noqa: BLE001 - it may already be gone
+                pass
+            return st.TIMED_OUT, reason
+        except DeadKernelError:
+            reason = self._kernel_reason()
+            cell.setdefault("outputs", []).append(_error("KernelDied", reason[1]))
+            cell["metadata"].setdefault("autograde", {})["ran"] = "died"
+            return reason
+        cell["metadata"].setdefault("autograde", {})["ran"] = "ok"
+        self.report["executed"] += 1
+        return None
+
+    def _kernel_reason(self):
+        why = read_status(self.kernel_status_path)
+        reason = why.get("reason")
+        if reason == "memory limit":
+            return st.MEMORY, f"the notebook used more than {why.get('limit_mb', '?')} MB of memory and was stopped"
+        if reason == "too many processes":
+            return st.PROCESSES, f"the notebook started more than {why.get('limit', '?')} processes and was stopped"
+        if why.get("signal"):
+            return st.KERNEL_DIED, f"the kernel died (signal {why['signal']})"
+        return st.KERNEL_DIED, "the kernel died (the notebook's code ended the Python process)"
+
+    # -- verdicts --------------------------------------------------------------------------------
+    def _verdicts(self, plan, original):
+        """Turn what the guard cells reported into the notebook's cells' outputs; drop the guard cells."""
+        report = self.report
+        stopped = report.get("stopped")
+        if stopped:
+            report["statuses"].add(stopped[0])
+            report["notes"].append(stopped[1])
+        guards = {}
+        preamble_ok = not self.guard
+        for cell in plan:
+            role = cell.metadata.get(GUARD_ROLE)
+            if not role:
+                continue
+            text = _stdout(cell)
+            if role["role"] == "preamble":
+                # The preamble runs before any of the student's code: failing here is the grader's problem.
+                preamble_ok = f"{self._prefix}-READY" in text
+                if not preamble_ok:
+                    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", [])
+                              if o.get("output_type") == "error"]
+                    why = errors or (stopped[1:] if stopped else text[-500:])
+                    raise RuntimeError(f"the grader's first cell failed, before any of the notebook ran: {why}")
+            elif role["role"] in ("before", "after"):
+                guards[(role["role"], role["target"])] = (role["token"], text)
+        for index, cell in enumerate(original):
+            ran = cell.get("metadata", {}).get("autograde", {}).pop("ran", None)
+            if not cell.get("metadata", {}).get("autograde"):
+                cell.get("metadata", {}).pop("autograde", None)
+            if cell.cell_type != "code" or not utils.is_grade(cell) or utils.is_solution(cell):
+                continue
+            if ran is None:
+                why = stopped[1] if stopped else "it was not executed"
+                cell.setdefault("outputs", []).append(_error("NotRun", f"this test did not run: {why}"))
+                continue
+            if ran != "ok" or not self.guard or not preamble_ok:
+                continue
+            problems = self._check_guards(guards, index)
+            if problems:
+                report["statuses"].add(st.TAMPERING)
+                report["tampering"].append(f"{cell.metadata['nbgrader']['grade_id']}: {problems}")
+                cell.setdefault("outputs", []).append(_error(
+                    "IntegrityError", f"the grader could not trust this test's result: {problems}"))
+        for output_cell in original:
+            for out in output_cell.get("outputs", []):
+                if out.get("output_type") == "error" and (
+                        out.get("ename") == "MemoryError" or "can't allocate memory" in str(out.get("evalue", ""))):
+                    if st.MEMORY not in report["statuses"]:
+                        report["statuses"].add(st.MEMORY)
+                        report["notes"].append("the notebook tried to use more memory than allowed (MemoryError)")
+        return original
+
+    def _check_guards(self, guards, index):
+        before = guards.get(("before", index))
+        after = guards.get(("after", index))
+        if not before or not after:
+            return "the grader's checks around it did not run"
+        token, text = before
+        match = re.search(rf"{self._prefix}-BEFORE {token} ?(.*)", text)
+        if not match:
+            return "the grader's check before it did not run as written"
+        undone = [item for item in match.group(1).strip().split("|") if item]
+        if undone:
+            self.report["statuses"].add(st.TAMPERING)
+            note = "undone before a test: " + ", ".join(sorted(set(undone))[:12])
+            if note not in self.report["tampering"]:
+                self.report["tampering"].append(note)
+        token, text = after
+        match = re.search(rf"{self._prefix}-AFTER {token} (OK|FAIL (.*))", text)
+        if not match:
+            return "the grader's check after it did not run as written"
+        if match.group(1) != "OK":
+            return "changed while the test ran: " + ", ".join(sorted(set(match.group(2).split("|")))[:12])
+        return None
+
+
+def _size(out) -> int:
+    if out.get("output_type") == "stream":
+        return len(out.get("text", ""))
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values())
+
+
+def bound_names(source: str) -> set[str]:
+    """Top-level names a cell binds: imports, definitions, assignments (what later cells may rely on)."""
+    tree = _parse(source)
+    names = set()
+    for node in _module_scope(tree.body if tree else []):
+        targets = []
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names if alias.name != "*")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For)):
+            targets = [node.target]
+        elif isinstance(node, ast.With):
+            targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
+        for target in targets:
+            names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def used_builtins(source: str) -> set[str]:
+    """Builtins a cell reads (``len``, ``isinstance``, ``AssertionError``, ...)."""
+    import builtins
+
+    tree = _parse(source)
+    if tree is None:
+        return set()
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and hasattr(builtins, node.id)}
+
+
+def _module_scope(body):
+    """Statements that run at module scope, including inside top-level if/for/while/with/try."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
+            for field in ("body", "orelse", "finalbody"):
+                yield from _module_scope(getattr(node, field, []))
+            for handler in getattr(node, "handlers", []):
+                yield from _module_scope(handler.body)
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        pass
+    try:  # IPython syntax (magics, !commands): transform as the kernel would
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source))
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,36 @@
+"""The short reasons that go into the ``status`` column of grades.csv, most severe first.
+
+A submission can have several (a notebook whose test cells were restored *and* that timed out);
+the ``status`` column shows the most severe, the ``notes`` column explains all of them.
+"""
+
+OK = "ok"
+
+# The file could not be graded at all: score 0.
+EMPTY = "empty file"
+NO_NOTEBOOK = "no notebook"
+NOT_NOTEBOOK = "not a notebook"
+TOO_LARGE = "file too large"
+INVALID = "invalid notebook"
+WRONG_ASSIGNMENT = "wrong assignment"
+GRADER_ERROR = "grader error"
+
+# Graded, but something stopped or changed the normal run.
+MEMORY = "memory limit"
+PROCESSES = "too many processes"
+TIMED_OUT = "timed out"
+KERNEL_DIED = "kernel died"
+TAMPERING = "tampering detected"
+RESTORED = "cells restored"
+
+SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT,
+            MEMORY, PROCESSES, TIMED_OUT, KERNEL_DIED, TAMPERING, RESTORED, OK]
+NOT_GRADABLE = {EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT, GRADER_ERROR}
+
+
+def most_severe(statuses) -> str:
+    found = set(statuses) or {OK}
+    for status in SEVERITY:
+        if status in found:
+            return status
+    return sorted(found)[0]

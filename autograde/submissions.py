@@ -1,0 +1,195 @@
+"""Find the submissions in what an instructor downloaded: one row per student, whatever the layout.
+
+Accepted layouts (after unzipping, and after stepping into a single wrapping folder such as the
+one a learning-management system puts around everything):
+
+* ``<student_id>.ipynb`` — one file per student; any other file (``<student_id>.pdf``) is a
+  submission too, and will be reported as "not a notebook";
+* ``<student_id>.zip`` — a student who zipped their work: unpacked (safely) like a folder;
+* ``<student_id>/<any name>.ipynb`` — one folder per student, notebooks at any depth;
+* nbgrader's ``submitted/<student_id>/<assignment>/<notebook>.ipynb``.
+
+The student id is the file name without its extension, or the folder name, exactly as written
+(NFC-normalised, so macOS and Windows spellings of "José" agree). Hidden files, ``__MACOSX`` and
+``.ipynb_checkpoints`` are ignored. When a student's folder holds several notebooks, the one named
+like the assignment's notebook wins, then the one that has most of the assignment's cells.
+"""
+from __future__ import annotations
+
+import json
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import safezip
+from .status import NO_NOTEBOOK, TOO_LARGE
+
+
+@dataclass
+class Submission:
+    student_id: str
+    path: Path | None  # the file to grade; None when there is nothing to grade
+    origin: str  # where it came from, relative to what the instructor passed
+    status: str | None = None  # known before grading (e.g. a folder without any notebook)
+    notes: list[str] = field(default_factory=list)
+
+
+def _visible(path: Path) -> list[Path]:
+    try:
+        children = sorted(path.iterdir(), key=lambda p: p.name)
+    except OSError:
+        return []
+    return [child for child in children
+            if not child.name.startswith(".") and not safezip.is_junk([child.name]) and not child.is_symlink()]
+
+
+def _student_id_from_file(path: Path) -> str:
+    name = path.name
+    for suffix in (".ipynb", ".zip"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    stem = Path(name).stem
+    return stem or name
+
+
+def _notebooks_under(folder: Path) -> list[Path]:
+    found = []
+    todo = [folder]
+    while todo:
+        current = todo.pop()
+        for child in _visible(current):
+            if child.is_dir():
+                todo.append(child)
+            elif child.suffix.lower() == ".ipynb" and child.is_file():
+                found.append(child)
+    return sorted(found)
+
+
+def unwrap(root: Path) -> Path:
+    """Step into folders that merely wrap the class (``export/``, ``submissions/``, ``submitted/``)."""
+    for _ in range(10):
+        entries = _visible(root)
+        if (root / "submitted").is_dir():
+            return root / "submitted"
+        if len(entries) != 1 or not entries[0].is_dir():
+            return root
+        inner = _visible(entries[0])
+        looks_like_class = (
+            (entries[0] / "submitted").is_dir()
+            or sum(1 for p in inner if p.is_dir()) >= 2
+            or sum(1 for p in inner if p.is_file() and p.suffix.lower() in (".ipynb", ".zip")) >= 2
+        )
+        if not looks_like_class:
+            return root
+        root = entries[0]
+    return root
+
+
+class NotebookChooser:
+    """Picks the notebook to grade among several in one student's folder."""
+
+    def __init__(self, notebook_name: str, assignment: str, grade_ids=()):
+        self.notebook_name = notebook_name
+        self.assignment = assignment
+        self.grade_ids = set(grade_ids)
+
+    def _matching_cells(self, path: Path) -> int:
+        if not self.grade_ids or path.stat().st_size > 64 << 20:
+            return 0
+        try:
+            cells = json.loads(path.read_bytes()).get("cells", [])
+            return len({c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells} & self.grade_ids)
+        except (ValueError, AttributeError, TypeError, OSError):
+            return 0
+
+    def choose(self, folder: Path, notebooks: list[Path]) -> tuple[Path, list[str]]:
+        def rank(path: Path):
+            relative = path.relative_to(folder)
+            return (path.stem == self.notebook_name,
+                    self.assignment in relative.parts[:-1],
+                    self._matching_cells(path),
+                    -len(relative.parts),
+                    path.stat().st_mtime)
+
+        best = max(notebooks, key=rank)
+        notes = []
+        if len(notebooks) > 1:
+            others = ", ".join(str(p.relative_to(folder)) for p in notebooks if p != best)
+            notes.append(f"graded {best.relative_to(folder)}; also found {others}")
+        return best, notes
+
+
+def discover(root: Path, chooser: NotebookChooser, unpack_dir: Path, truncated=frozenset()) -> list[Submission]:
+    """Every submission under *root* (a folder); nested zips are unpacked into *unpack_dir*.
+
+    *truncated* holds files that unzipping cut short (they are reported as too large)."""
+    root = unwrap(root)
+    found: list[Submission] = []
+    for entry in _visible(root):
+        origin = str(entry.relative_to(root))
+        if entry.is_file():
+            student_id = _student_id_from_file(entry)
+            if entry.suffix.lower() == ".zip" and zipfile.is_zipfile(entry):
+                target = unpack_dir / f"nested-{len(found)}"
+                try:
+                    extraction = safezip.extract(entry, target)
+                except (zipfile.BadZipFile, OSError) as exc:
+                    found.append(Submission(student_id, entry, origin, notes=[f"unreadable zip: {exc}"]))
+                    continue
+                found.append(_from_folder(student_id, target, origin, chooser, extraction))
+            else:
+                found.append(Submission(student_id, entry, origin,
+                                        status=TOO_LARGE if entry in truncated else None))
+        elif entry.is_dir():
+            submission = _from_folder(entry.name, entry, origin, chooser)
+            if submission.path in truncated:
+                submission.status = TOO_LARGE
+            found.append(submission)
+    return _unique_ids(found)
+
+
+def _from_folder(student_id: str, folder: Path, origin: str, chooser: NotebookChooser,
+                 extraction: safezip.Extraction | None = None) -> Submission:
+    notebooks = _notebooks_under(folder)
+    if not notebooks:
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        what = ", ".join(sorted(str(p.relative_to(folder)) for p in files)[:5]) or "nothing"
+        return Submission(student_id, None, origin, status=NO_NOTEBOOK, notes=[f"no .ipynb file (found {what})"])
+    best, notes = chooser.choose(folder, notebooks)
+    submission = Submission(student_id, best, f"{origin}/{best.relative_to(folder)}", notes=notes)
+    if extraction is not None and best in extraction.truncated:
+        submission.status = TOO_LARGE
+    return submission
+
+
+def _unique_ids(found: list[Submission]) -> list[Submission]:
+    """NFC-normalise ids and keep them unique, also on case-insensitive file systems (feedback files)."""
+    seen: dict[str, int] = {}
+    for submission in found:
+        student_id = unicodedata.normalize("NFC", submission.student_id)
+        key = student_id.casefold()
+        if key in seen:
+            seen[key] += 1
+            student_id = f"{student_id} ({seen[key]})"
+            submission.notes.append("another submission has the same student id")
+            key = student_id.casefold()
+        seen.setdefault(key, 1)
+        submission.student_id = student_id
+    return sorted(found, key=lambda s: s.student_id)
+
+
+def open_submissions(path: Path, work: Path) -> tuple[Path, list[str], set[Path]]:
+    """A folder to discover in: *path* itself, or the zip unpacked safely into *work*.
+
+    Returns the folder, warnings about zip entries that were skipped, and the files cut short."""
+    path = Path(path)
+    if path.is_dir():
+        return path, [], set()
+    if path.is_file() and zipfile.is_zipfile(path):
+        extraction = safezip.extract(path, work / "unpacked")
+        notes = [f"{name!r} was not unpacked: {why}" for name, why in sorted(extraction.skipped.items())]
+        return extraction.root, notes, set(extraction.truncated)
+    if path.is_file():
+        raise ValueError(f"{path} is neither a folder nor a .zip file")
+    raise FileNotFoundError(f"{path} does not exist")

@@ -1,0 +1,247 @@
+"""Ways a wrong solution could try to reach full marks, used against both test courses.
+
+Each cheat is Python code a student puts in an answer cell, before a wrong solution (or, for the
+notebook-level cheats, a function that edits the notebook). A cheat is defeated when the wrong
+solution still scores zero on the autograded tests. Several of these fool stock nbgrader: patched
+comparisons, an input transformer that wraps every later cell in try/except, a patched
+``Session.send`` that turns error replies into successes, a patched ``warnings.catch_warnings``
+(the real assignment's hidden tests run inside it).
+"""
+from __future__ import annotations
+
+import copy
+import textwrap
+
+from nbformat.v4 import new_code_cell
+
+# In an answer cell, before the (wrong) solution.
+CODE_CHEATS = {
+    "patch_comparisons": """
+        import torch, torch.testing
+        torch.allclose = lambda *args, **kwargs: True
+        torch.equal = lambda *args, **kwargs: True
+        torch.testing.assert_close = lambda *args, **kwargs: None
+        torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
+    """,
+    "silence_showtraceback": """
+        get_ipython().showtraceback = lambda *args, **kwargs: None
+        get_ipython().showsyntaxerror = lambda *args, **kwargs: None
+        import sys
+        sys.excepthook = lambda *args: None
+    """,
+    "fake_assertion_error": """
+        import builtins
+        class AssertionError(Exception):
+            pass
+        builtins.AssertionError = AssertionError
+    """,
+    "input_transformer_try_except": """
+        def _swallow(lines):
+            body = "".join(lines)
+            return ["try:\\n"] + ["    " + line + ("" if line.endswith("\\n") else "\\n")
+                                  for line in body.splitlines(True) or ["pass\\n"]] + \\
+                   ["except BaseException:\\n", "    pass\\n"]
+        get_ipython().input_transformers_post.append(_swallow)
+    """,
+    "ast_remove_asserts": """
+        import ast
+        class _NoAsserts(ast.NodeTransformer):
+            def visit_Assert(self, node):
+                return ast.Pass()
+            def visit_Raise(self, node):
+                return ast.Pass()
+        get_ipython().ast_transformers.append(_NoAsserts())
+    """,
+    "trace_skips_asserts": """
+        import sys, linecache
+        def _tracer(frame, event, arg):
+            if event == "line" and frame.f_code.co_name == "<module>":
+                line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+                if line.startswith(("assert", "torch.testing", "_g_run", "raise")):
+                    try:
+                        frame.f_lineno = frame.f_lineno + 1
+                    except ValueError:
+                        pass
+            return _tracer
+        sys.settrace(_tracer)
+    """,
+    "pre_run_cell_repatch": """
+        import torch, torch.testing
+        def _repatch(*args):
+            torch.allclose = lambda *a, **k: True
+            torch.equal = lambda *a, **k: True
+            torch.testing.assert_close = lambda *a, **k: None
+        get_ipython().events.register("pre_run_cell", _repatch)
+    """,
+    "session_send_hides_errors": """
+        _session = get_ipython().kernel.session
+        _real_send = _session.send
+        def _send(stream, msg_or_type, content=None, *args, **kwargs):
+            if msg_or_type == "error":
+                return None
+            if isinstance(content, dict) and content.get("status") == "error":
+                content = {"status": "ok", "execution_count": content.get("execution_count"),
+                           "user_expressions": {}, "payload": []}
+            return _real_send(stream, msg_or_type, content, *args, **kwargs)
+        _session.send = _send
+    """,
+    "run_cell_swallows_errors": """
+        import IPython.core.interactiveshell as _ish
+        _real = _ish.InteractiveShell.run_cell_async
+        async def _run_cell_async(self, raw_cell, *args, **kwargs):
+            result = await _real(self, raw_cell, *args, **kwargs)
+            result.error_in_exec = None
+            result.error_before_exec = None
+            return result
+        _ish.InteractiveShell.run_cell_async = _run_cell_async
+        _ish.InteractiveShell.showtraceback = lambda *args, **kwargs: None
+    """,
+    "torch_function_mode": """
+        import torch
+        from torch.overrides import TorchFunctionMode
+        class _AlwaysEqual(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func in (torch.allclose, torch.equal):
+                    return True
+                if func is torch.testing.assert_close:
+                    return None
+                return func(*args, **(kwargs or {}))
+        _AlwaysEqual().__enter__()
+    """,
+    "tensor_subclass_liar": """
+        import torch
+        class _Liar(torch.Tensor):
+            @classmethod
+            def __torch_function__(cls, func, types, args=(), kwargs=None):
+                if func in (torch.allclose, torch.equal):
+                    return True
+                return super().__torch_function__(func, types, args, kwargs or {})
+        _LIAR = True
+    """,
+    "shadow_torch_name": """
+        import torch as _real_torch
+        class _FakeTorch:
+            def __getattr__(self, name):
+                return getattr(_real_torch, name)
+            @staticmethod
+            def allclose(*args, **kwargs):
+                return True
+            @staticmethod
+            def equal(*args, **kwargs):
+                return True
+        torch = _FakeTorch()
+    """,
+    "patch_catch_warnings": """
+        import warnings
+        class _Swallow:
+            def __init__(self, *args, **kwargs):
+                pass
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                return True
+        warnings.catch_warnings = _Swallow
+    """,
+}
+
+
+def with_cheat(answer: str, cheat: str) -> str:
+    return textwrap.dedent(CODE_CHEATS[cheat]).strip() + "\n\n" + answer
+
+
+def liar_answer(answer: str, name: str) -> str:
+    """Make the function *name* of the (wrong) answer return the lying tensor subclass of tensor_subclass_liar."""
+    return (with_cheat(answer, "tensor_subclass_liar") + f"\n_wrapped = {name}\n"
+            f"def {name}(*args, **kwargs):\n    out = _wrapped(*args, **kwargs)\n"
+            "    return out.as_subclass(_Liar) if isinstance(out, torch.Tensor) else out\n")
+
+
+def patch_inside(answer: str, name: str) -> str:
+    """The answer's function *name* patches the comparisons each time it is called, i.e. while a test runs."""
+    lines = answer.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith(f"def {name}("))
+    indent = " " * (len(lines[at + 1]) - len(lines[at + 1].lstrip()))
+    patch = ["import torch as _t, torch.testing as _tt", "_t.allclose = lambda *a, **k: True",
+             "_t.equal = lambda *a, **k: True", "_tt.assert_close = lambda *a, **k: None"]
+    return "\n".join(lines[:at + 1] + [indent + p for p in patch] + lines[at + 1:]) + "\n"
+
+
+# Notebook-level cheats: functions (notebook, test_grade_ids) -> notebook.
+
+def delete_tests(nb, tests):
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in tests]
+    return nb
+
+
+def empty_tests(nb, tests):
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
+            cell.source = "pass"
+    return nb
+
+
+def convert_tests_to_markdown(nb, tests):
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
+            cell.cell_type = "markdown"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+    return nb
+
+
+def convert_tests_to_raw(nb, tests):
+    nb = convert_tests_to_markdown(nb, tests)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
+            cell.cell_type = "raw"
+    return nb
+
+
+def unlock_tests(nb, tests):
+    """Mark the tests as answer cells (nbgrader would then keep the student's text) and empty them."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        md = cell.metadata.get("nbgrader", {})
+        if md.get("grade_id") in tests:
+            md.update(solution=True, locked=False, points=0)
+            cell.source = "pass"
+    return nb
+
+
+def strip_test_metadata(nb, tests):
+    """Remove the nbgrader metadata of the tests and empty them (they look like ordinary cells)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
+            del cell.metadata["nbgrader"]
+            cell.source = "pass"
+    return nb
+
+
+def duplicate_tests_emptied(nb, tests):
+    """Copy-paste each test, keep its metadata on the copy, and empty both."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for cell in nb.cells:
+        cells.append(cell)
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
+            cell.source = "pass"
+            twin = new_code_cell("pass")
+            twin.metadata = copy.deepcopy(cell.metadata)
+            cells.append(twin)
+    nb.cells = cells
+    return nb
+
+
+NOTEBOOK_CHEATS = {
+    "delete_tests": delete_tests,
+    "empty_tests": empty_tests,
+    "tests_to_markdown": convert_tests_to_markdown,
+    "tests_to_raw": convert_tests_to_raw,
+    "unlock_tests": unlock_tests,
+    "strip_test_metadata": strip_test_metadata,
+    "duplicate_tests_emptied": duplicate_tests_emptied,
+}

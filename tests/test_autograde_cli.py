@@ -1,0 +1,340 @@
+"""End-to-end tests of `python -m autograde grade` on a tiny course: one class, graded once, many cases.
+
+The class holds correct, wrong, cheating and broken submissions in every layout and with odd names;
+the tests read grades.csv and the feedback pages. The real assignment gets the same treatment in
+test_autograde_release.py.
+"""
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from autograde_cheats import CODE_CHEATS, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat
+from autograde_fixtures import (HIDDEN_MARK, MINI, PYTHON, REPO, answers_from_source, cell_index, fill,
+                                insert_after, make_course, read_csv, write)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
+
+WRONG = "def double(x):\n    return 3 * x\n"
+TESTS = ["test_visible", "test_hidden"]
+ESCAPE_MARK = "654.321"
+
+
+def run_cli(*args, cwd=REPO, timeout=600):
+    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
+    return subprocess.run([str(PYTHON), "-m", "autograde", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    return make_course(tmp_path_factory.mktemp("course"))
+
+
+@pytest.fixture(scope="module")
+def mini(course):
+    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
+    source = nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4)
+    return release, answers_from_source(source)
+
+
+def _duplicated_answers(release, answers):
+    """Copy-paste in JupyterLab: both copies carry the nbgrader metadata (and here the same cell id)."""
+    nb = fill(release, {"double": "def double(x):\n    return x + x  # first try\n"})
+    at = cell_index(nb, "double")
+    final = copy.deepcopy(nb.cells[at])
+    final.source = answers["double"]
+    nb.cells.insert(at + 1, final)  # the final answer below the first attempt
+    at = cell_index(nb, "written")
+    worked = copy.deepcopy(nb.cells[at])
+    worked.source = answers["written"]
+    nb.cells.insert(at, worked)  # the answer typed in the pasted copy above the untouched stub
+    nb.metadata.kernelspec = {"name": "conda-env-weird-py", "display_name": "Weird (conda)", "language": "python"}
+    return nb
+
+
+def build_class(folder: Path, release, answers):
+    """Every submission of the class, and what the grader must make of it: {id: (score, status)}."""
+    correct = fill(release, answers)
+    wrong = fill(release, {"double": WRONG})
+    expected = {}
+
+    def add(student_id, nb_or_bytes, score, status, relative=None):
+        path = folder / (relative or f"{student_id}.ipynb")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(nb_or_bytes, bytes):
+            path.write_bytes(nb_or_bytes)
+        else:  # as JupyterLab saves it, without nbformat's validation (which would fix duplicate cell ids)
+            path.write_text(json.dumps(nb_or_bytes, indent=1), encoding="utf-8")
+        expected[student_id] = (score, status)
+
+    add("correct", correct, 3, "ok")
+    add("frank", correct, 3, "ok", relative="frank/my work/whatever I called it.ipynb")
+    add("Zo\u00eb \u00c5ngstr\u00f6m \u674e\u96f7", correct, 3, "ok")
+    add("o'brien, \"quoted\" & <tag> =1+1", correct, 3, "ok")
+    add("wrong", wrong, 0, "ok")
+    add("unanswered", release, 0, "ok")
+    add("duplicates_and_foreign_kernel", _duplicated_answers(release, answers), 3, "ok")
+    # Cheats: a wrong answer with a cheat in front must still score zero.
+    for name in CODE_CHEATS:
+        answer = liar_answer(WRONG, "double") if name == "tensor_subclass_liar" else with_cheat(WRONG, name)
+        add(f"cheat_{name}", fill(release, {"double": answer}), 0, None)
+    add("cheat_patch_while_the_test_runs", fill(release, {"double": patch_inside(WRONG, "double")}), 0, "tampering detected")
+    for name, edit in NOTEBOOK_CHEATS.items():
+        add(f"cheat_{name}", edit(wrong, TESTS), 0, "cells restored")
+    for name in ("delete_tests", "tests_to_markdown", "unlock_tests", "strip_test_metadata"):
+        add(f"honest_{name}", NOTEBOOK_CHEATS[name](correct, TESTS), 3, "cells restored")
+    # Broken files.
+    add("empty", b"", 0, "empty file")
+    add("pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\nbinary", 0, "not a notebook", relative="pdf.pdf")
+    add("truncated", nbformat.writes(correct).encode()[:500], 0, "invalid notebook")
+    other = new_notebook(cells=[new_markdown_cell("# Homework 2"), new_code_cell(
+        "x = 1", metadata={"nbgrader": {"grade_id": "q1", "grade": False, "solution": True, "locked": False,
+                                        "schema_version": 3}})])
+    add("other_assignment", other, 0, "wrong assignment")
+    (folder / "no_notebook").mkdir()
+    (folder / "no_notebook" / "answer.py").write_text("def double(x): return 2 * x\n")
+    expected["no_notebook"] = (0, "no notebook")
+    # Notebooks that stop the kernel or exhaust a limit.
+    add("os_exit", fill(release, {"double": "import os\nos._exit(0)\n"}), 0, "kernel died")
+    add("ignores_interrupts", fill(release, {"double": (
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n")}), 0, "timed out")
+    add("memory_one_process", fill(release, {"double": "hog = bytearray(1500 << 20)\n" + answers["double"]}),
+        0, "memory limit")
+    add("memory_many_processes", fill(release, {"double": (
+        "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        b = bytearray(500 << 20)\n"
+        "        for i in range(0, len(b), 4096):\n            b[i] = 1\n        time.sleep(600)\ntime.sleep(30)\n")}),
+        0, "memory limit")
+    add("fork_bomb", fill(release, {"double": (
+        "import subprocess, time\nchildren = [subprocess.Popen(['sleep', '30']) for _ in range(100)]\n"
+        "time.sleep(30)\n")}), 0, "too many processes")
+    # Correct work that does odd things: it keeps its points, and the run stays clean.
+    add("escapes", insert_after(correct, "double", (
+        f"import os, subprocess\nsubprocess.Popen(['sleep', '{ESCAPE_MARK}'], start_new_session=True)\n"
+        f"if os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{ESCAPE_MARK}'])\n")), 3, "ok")
+    add("kills_its_supervisor", fill(release, {"double": (
+        f"import os, subprocess\nsubprocess.Popen(['sleep', '{ESCAPE_MARK}'])\nos.kill(os.getppid(), 9)\n"
+        + answers["double"])}), 0, "kernel died")
+    add("flood", insert_after(correct, "double", "for _ in range(40):\n    print('spam ' * 100_000)\n"), 3, "ok")
+    spy = fill(release, {"double": "import sys, traceback\ndef double(x):\n    traceback.print_stack(file=sys.stdout)\n    return 2 * x\n",
+                         "written": answers["written"]})
+    spy.cells.append(new_code_cell("print('\\n'.join(In))"))
+    add("spy", spy, 3, "ok")
+    return expected
+
+
+@pytest.fixture(scope="module")
+def graded(course, mini, tmp_path_factory):
+    release, answers = mini
+    folder = tmp_path_factory.mktemp("class")
+    expected = build_class(folder, release, answers)
+    before = _tree_digest(folder), _tree_digest(course)
+    out = tmp_path_factory.mktemp("out")
+    started = time.monotonic()
+    done = run_cli("grade", folder, "--assignment", MINI, "--out", out, "--course", course, "--jobs", "2",
+                   "--timeout", "5", "--memory", "1024")
+    elapsed = time.monotonic() - started
+    return {"folder": folder, "out": out, "done": done, "expected": expected, "rows": read_csv(out / "grades.csv")
+            if (out / "grades.csv").exists() else {}, "before": before, "course": course, "elapsed": elapsed}
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and ".autograde" not in path.parts and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_the_run_succeeds_with_one_row_per_submission(graded):
+    done = graded["done"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(graded["rows"]) == set(graded["expected"])
+    assert "status" in done.stdout and "score (of 4)" in done.stdout  # the summary table
+
+
+def test_grades_csv_columns(graded):
+    header = (graded["out"] / "grades.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header[:4] == ["student_id", "score", "max_score", "status"]
+    assert {"test_visible", "test_hidden", "written"} <= set(header)
+
+
+@pytest.mark.parametrize("student", [
+    "correct", "frank", "Zo\u00eb \u00c5ngstr\u00f6m \u674e\u96f7", "o'brien, \"quoted\" & <tag> =1+1", "wrong",
+    "unanswered", "duplicates_and_foreign_kernel", "cheat_patch_while_the_test_runs",
+    *[f"cheat_{name}" for name in CODE_CHEATS], *[f"cheat_{name}" for name in NOTEBOOK_CHEATS],
+    "honest_delete_tests", "honest_tests_to_markdown", "honest_unlock_tests", "honest_strip_test_metadata",
+    "empty", "pdf", "truncated", "other_assignment", "no_notebook", "os_exit", "ignores_interrupts",
+    "memory_one_process", "memory_many_processes", "fork_bomb", "escapes", "kills_its_supervisor", "flood", "spy"])
+def test_score_and_status(graded, student):
+    score, status = graded["expected"][student]
+    row = graded["rows"][student]
+    autograded = float(row["test_visible"] or 0) + float(row["test_hidden"] or 0)
+    assert autograded == score, row
+    assert row["max_score"] == "4"
+    if status is not None:
+        assert row["status"] == status, row
+    if score == 3:  # the written answer waits for a human, unless it was left unanswered
+        assert row["written"] == "" and row["needs_manual_grade"] == "1" or row["written"] == "0", row
+
+
+def test_cheats_are_flagged(graded):
+    flagged = {name for name in CODE_CHEATS if graded["rows"][f"cheat_{name}"]["status"] == "tampering detected"}
+    # These leave nothing to undo or do not apply to the mini course's tests: they just fail.
+    assert set(CODE_CHEATS) - flagged <= {"fake_assertion_error", "tensor_subclass_liar", "patch_catch_warnings"}
+
+
+def test_every_student_gets_feedback_without_hidden_tests(graded):
+    feedback = graded["out"] / "feedback"
+    pages = {p.name for p in feedback.iterdir()}
+    assert pages == {f"{student}.html" for student in graded["expected"]}
+    hidden_code = ["BEGIN HIDDEN TESTS", "torch.equal(double(torch.arange(3))",
+                   "assert_close(double(torch.tensor([1.5, -2.0]))"]
+    for page in feedback.iterdir():
+        text = page.read_text(encoding="utf-8")
+        assert not [code for code in hidden_code if code in text], page.name
+        if page.name in ("correct.html", "spy.html"):  # (a failing hidden test shows its message, by design)
+            assert HIDDEN_MARK not in text
+    spy = (feedback / "spy.html").read_text(encoding="utf-8")
+    assert "hidden test line removed" in spy
+
+
+def test_feedback_explains_what_could_not_be_graded(graded):
+    page = (graded["out"] / "feedback" / "pdf.html").read_text(encoding="utf-8")
+    assert "not a notebook" in page and "0 / 4" in page
+
+
+def test_output_floods_are_capped(graded):
+    page = graded["out"] / "feedback" / "flood.html"
+    assert page.stat().st_size < 2_000_000
+    assert "output truncated by the grader" in page.read_text(encoding="utf-8")
+
+
+def test_no_process_outlives_its_grading(graded):
+    from autograde.sandbox import process_table
+
+    leftovers = []
+    for pid in process_table():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", ESCAPE_MARK.encode()] or b"autograde.zygote" in b" ".join(argv) and \
+                str(graded["out"]).encode() in b" ".join(argv):
+            leftovers.append(pid)
+    assert leftovers == []
+
+
+def test_inputs_are_not_modified(graded):
+    assert (_tree_digest(graded["folder"]), _tree_digest(graded["course"])) == graded["before"]
+
+
+def test_a_rerun_reuses_the_results(graded):
+    started = time.monotonic()
+    done = run_cli("grade", graded["folder"], "--assignment", MINI, "--out", graded["out"], "--course",
+                   graded["course"], "--jobs", "2", "--timeout", "5", "--memory", "1024")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(graded['expected'])} reused" in done.stdout
+    assert read_csv(graded["out"] / "grades.csv") == graded["rows"]
+    assert time.monotonic() - started < graded["elapsed"] / 2
+
+
+def test_force_grades_again_and_unknown_students_lose_stale_feedback(course, mini, tmp_path):
+    release, answers = mini
+    folder = tmp_path / "class"
+    write(fill(release, answers), folder / "ann.ipynb")
+    out = tmp_path / "out"
+    (out / "feedback").mkdir(parents=True)
+    (out / "feedback" / "left-the-course.html").write_text("old")
+    assert run_cli("grade", folder, "--assignment", MINI, "--out", out, "--course", course).returncode == 0
+    assert not (out / "feedback" / "left-the-course.html").exists()
+    done = run_cli("grade", folder, "--assignment", MINI, "--out", out, "--course", course, "--force")
+    assert done.returncode == 0 and "reused" not in done.stdout
+    assert read_csv(out / "grades.csv")["ann"]["score"] == "3"
+
+
+def test_a_zip_export_with_hostile_names(course, mini, tmp_path):
+    release, answers = mini
+    good = nbformat.writes(fill(release, answers))
+    inner = tmp_path / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("work/mini.ipynb", good)
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("Course 101 - submissions/alice.ipynb", good)
+        zf.writestr("Course 101 - submissions/bob/attempt 3/mini.ipynb", good)
+        zf.writestr("Course 101 - submissions/../../../escaped.ipynb", good)
+        zf.writestr("Course 101 - submissions/__MACOSX/._alice.ipynb", "junk")
+        zf.write(inner, "Course 101 - submissions/carol.zip")
+    out = tmp_path / "run" / "out"
+    done = run_cli("grade", archive, "--assignment", MINI, "--out", out, "--course", course)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_csv(out / "grades.csv")
+    assert {k: v["score"] for k, v in rows.items()} == {"alice": "3", "bob": "3", "carol": "3", "escaped": "3"}
+    assert not any(p.name == "escaped.ipynb" for p in tmp_path.rglob("*") if ".autograde" not in p.parts)
+
+
+def test_nbgrader_submitted_layout(course, mini, tmp_path):
+    release, answers = mini
+    for student in ("s1", "s2"):
+        write(fill(release, answers if student == "s1" else {}), tmp_path / "submitted" / student / MINI / f"{MINI}.ipynb")
+    done = run_cli("grade", tmp_path, "--assignment", MINI, "--out", tmp_path / "out", "--course", course,
+                   "--kernel", "cold")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    assert (rows["s1"]["score"], rows["s2"]["score"]) == ("3", "0")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["grade", "{folder}", "--assignment", "no_such_assignment", "--out", "{out}", "--course", "{course}"], 1),
+    (["grade", "{folder}/missing", "--assignment", MINI, "--out", "{out}", "--course", "{course}"], 1),
+    (["grade", "{folder}", "--out", "{out}"], 2),
+    (["grade", "{folder}", "--assignment", MINI, "--out", "{out}", "--jobs", "0"], 2),
+])
+def test_exit_codes_when_the_tool_cannot_run(course, tmp_path, args, code):
+    (tmp_path / "class").mkdir()
+    values = {"folder": tmp_path / "class", "out": tmp_path / "out", "course": course}
+    done = run_cli(*[a.format(**values) for a in args])
+    assert done.returncode == code, done.stderr
+
+
+def test_an_empty_class_is_not_an_error(course, tmp_path):
+    (tmp_path / "class").mkdir()
+    done = run_cli("grade", tmp_path / "class", "--assignment", MINI, "--out", tmp_path / "out", "--course", course)
+    assert done.returncode == 0
+    assert (tmp_path / "out" / "grades.csv").read_text().startswith("student_id,score,max_score,status")
+
+
+STOCK_FOOLED = ["patch_comparisons", "input_transformer_try_except", "session_send_hides_errors",
+                "run_cell_swallows_errors"]
+
+
+def test_the_cheats_fool_stock_nbgrader_but_not_this_tool(course, mini, graded, tmp_path):
+    """The cheat suite is real: stock `nbgrader autograde` gives these wrong solutions points."""
+    import shutil
+
+    from nbgrader.api import Gradebook
+
+    release, _ = mini
+    stock = tmp_path / "stock"
+    shutil.copytree(course / "source", stock / "source")
+    shutil.copy(course / "nbgrader_config.py", stock)
+    for name in STOCK_FOOLED:
+        write(fill(release, {"double": with_cheat(WRONG, name)}), stock / "submitted" / name / MINI / f"{MINI}.ipynb")
+    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
+    nbgrader = [str(PYTHON), "-m", "nbgrader"]
+    subprocess.run([*nbgrader, "generate_assignment", MINI], cwd=stock, env=env, check=True, capture_output=True)
+    subprocess.run([*nbgrader, "autograde", MINI], cwd=stock, env=env, capture_output=True)
+    with Gradebook(f"sqlite:///{stock / 'gradebook.db'}", "fixture-course") as gb:
+        stock_scores = {s.student.id: s.score for s in gb.find_assignment(MINI).submissions}
+    assert all(stock_scores[name] > 0 for name in STOCK_FOOLED), stock_scores
+    assert all(graded["rows"][f"cheat_{name}"]["score"] == "0" for name in STOCK_FOOLED)

@@ -1,0 +1,214 @@
+"""End-to-end tests of `python -m autograde grade` on the course's real assignment, from its release.
+
+Submissions are built the way students make them: the release notebook with answer cells filled in
+(from the source's solutions, matched by nbgrader grade_id), then broken, cheated or copy-pasted.
+"""
+import copy
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograde_cheats import NOTEBOOK_CHEATS, with_cheat
+from autograde_fixtures import PYTHON, REPO, answers_from_source, cell_index, fill, mini_source, read_csv
+
+ASSIGNMENT = "residual_blocks"
+SOURCE = REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+RELEASE = REPO / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
+    pytest.mark.skipif(not (SOURCE.exists() and RELEASE.exists()), reason="the assignment is not released yet"),
+]
+
+HONEST = ["correct", "wrong", "unanswered"]
+CHEATS = ["patch_comparisons", "input_transformer_try_except", "session_send_hides_errors",
+          "patch_catch_warnings", "shadow_torch_name", "run_cell_swallows_errors", "trace_skips_asserts"]
+
+
+def _nbgrader(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+@pytest.fixture(scope="module")
+def assignment():
+    source = nbformat.read(SOURCE, as_version=4)
+    release = nbformat.read(RELEASE, as_version=4)
+    answers = answers_from_source(source)
+    tests = [_nbgrader(c)["grade_id"] for c in source.cells
+             if _nbgrader(c).get("grade") and not _nbgrader(c).get("solution") and c.cell_type == "code"]
+    points = {_nbgrader(c)["grade_id"]: float(_nbgrader(c).get("points") or 0) for c in source.cells
+              if _nbgrader(c).get("grade")}
+    hidden = set()
+    for cell in source.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) >= 25:
+                hidden.add(line.strip())
+    # A hidden reference implementation may share lines with the answers: those are the student's own.
+    hidden -= {line.strip() for answer in answers.values() for line in answer.splitlines()}
+    return {"source": source, "release": release, "answers": answers, "tests": tests, "points": points,
+            "hidden": hidden}
+
+
+def _no_shortcut(answers):
+    wrong = dict(answers)
+    block = wrong["ResidualBlock"]
+    assert "out + self.shortcut(x)" in block, "the reference ResidualBlock changed: update this test"
+    wrong["ResidualBlock"] = block.replace("out + self.shortcut(x)", "out")
+    return wrong
+
+
+def _with_duplicates(nb, answers):
+    nb = copy.deepcopy(nb)
+    at = cell_index(nb, "ResidualBlock")
+    first_try = copy.deepcopy(nb.cells[at])
+    first_try.source = "class ResidualBlock:\n    pass  # first try\n"
+    nb.cells.insert(at, first_try)  # pasted copy holding an earlier attempt, final answer below
+    at = cell_index(nb, "written_answer")
+    answer = copy.deepcopy(nb.cells[at])
+    answer.source = answers["written_answer"]
+    nb.cells.insert(at, answer)  # written answer in the pasted copy, the stub left below
+    nb.metadata.kernelspec = {"name": "conda-env-resnet-py", "display_name": "Python (resnet)", "language": "python"}
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(assignment, tmp_path_factory):
+    release, answers, tests = assignment["release"], assignment["answers"], assignment["tests"]
+    correct_answers = {k: v for k, v in answers.items() if k != "written_answer"}
+    correct = fill(release, correct_answers)
+    wrong_answers = _no_shortcut(correct_answers)
+    wrong = fill(release, wrong_answers)
+    block_tests = [t for t in tests if "residual_block" in t]
+    folder = tmp_path_factory.mktemp("class")
+    subs = {
+        "correct": correct,
+        "correct_copy_pasted": _with_duplicates(fill(release, correct_answers), answers),
+        "wrong": wrong,
+        "unanswered": release,
+        "deleted_tests_correct": NOTEBOOK_CHEATS["delete_tests"](correct, tests),
+        "deleted_tests_wrong": NOTEBOOK_CHEATS["delete_tests"](wrong, block_tests),
+        "emptied_tests_wrong": NOTEBOOK_CHEATS["empty_tests"](wrong, tests),
+        "unlocked_tests_wrong": NOTEBOOK_CHEATS["unlock_tests"](wrong, tests),
+        "tests_to_raw_wrong": NOTEBOOK_CHEATS["tests_to_raw"](wrong, tests),
+        "other_assignment": mini_source(),
+        "exits_early": fill(release, {**correct_answers, "build_network": "exit()\n"}),
+        "loops_forever": fill(release, {**correct_answers, "build_network": (
+            "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n")}),
+    }
+    for cheat in CHEATS:
+        subs[f"cheat_{cheat}"] = fill(release, {**wrong_answers,
+                                                "conv_output_size": with_cheat(wrong_answers["conv_output_size"], cheat)})
+    for name, nb in subs.items():
+        (folder / f"{name}.ipynb").write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    honest = tmp_path_factory.mktemp("stock")
+    for name in HONEST:
+        target = honest / "submitted" / name / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        target.parent.mkdir(parents=True)
+        target.write_text(json.dumps(subs[name], indent=1), encoding="utf-8")
+    (folder / "broken.ipynb").write_text(nbformat.writes(correct)[:1000], encoding="utf-8")
+    out = tmp_path_factory.mktemp("out")
+    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
+    done = subprocess.run([str(PYTHON), "-m", "autograde", "grade", str(folder), "--assignment", ASSIGNMENT,
+                           "--out", str(out), "--jobs", "2", "--timeout", "30", "--no-progress"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    rows = read_csv(out / "grades.csv") if (out / "grades.csv").exists() else {}
+    return {"done": done, "rows": rows, "out": out, "names": set(subs) | {"broken"}, "stock": honest}
+
+
+def _autograded(row, tests):
+    return {t: float(row[t] or 0) for t in tests}
+
+
+def test_every_submission_is_graded(graded):
+    assert graded["done"].returncode == 0, graded["done"].stderr[-3000:]
+    assert set(graded["rows"]) == graded["names"]
+
+
+def test_the_reference_solution_gets_every_autograded_point(graded, assignment):
+    for name in ("correct", "correct_copy_pasted", "deleted_tests_correct"):
+        row = graded["rows"][name]
+        assert _autograded(row, assignment["tests"]) == {t: assignment["points"][t] for t in assignment["tests"]}, (
+            name, row["notes"])
+    assert graded["rows"]["correct"]["status"] == "ok"
+    assert graded["rows"]["correct_copy_pasted"]["status"] == "ok"
+    assert graded["rows"]["deleted_tests_correct"]["status"] == "cells restored"
+    # The written answer waits for a human grader (the copy-pasted one was found in its pasted cell).
+    assert graded["rows"]["correct_copy_pasted"]["written_answer"] == ""
+    assert graded["rows"]["correct_copy_pasted"]["needs_manual_grade"] == "1"
+
+
+def test_a_wrong_block_loses_the_block_tests(graded, assignment):
+    wrong = _autograded(graded["rows"]["wrong"], assignment["tests"])
+    correct = _autograded(graded["rows"]["correct"], assignment["tests"])
+    lost = {t for t in assignment["tests"] if wrong[t] < correct[t]}
+    assert lost and all("residual_block" in t or "network" in t for t in lost), lost
+    assert graded["rows"]["unanswered"]["score"] == "0"
+
+
+@pytest.mark.parametrize("name", [*(f"cheat_{c}" for c in CHEATS), "deleted_tests_wrong", "emptied_tests_wrong",
+                                  "unlocked_tests_wrong", "tests_to_raw_wrong"])
+def test_cheats_do_not_earn_points(graded, assignment, name):
+    """A cheat added to the wrong solution must not win back anything the wrong solution lost."""
+    wrong = _autograded(graded["rows"]["wrong"], assignment["tests"])
+    cheated = _autograded(graded["rows"][name], assignment["tests"])
+    assert all(cheated[t] <= wrong[t] for t in assignment["tests"]), {
+        t: (wrong[t], cheated[t]) for t in assignment["tests"] if cheated[t] > wrong[t]}
+    expected = "cells restored" if not name.startswith("cheat_") else "tampering detected"
+    if name != "cheat_patch_catch_warnings" or graded["rows"][name]["status"] != "ok":
+        assert graded["rows"][name]["status"] == expected, graded["rows"][name]["notes"]
+
+
+def test_broken_and_stopped_notebooks(graded, assignment):
+    rows = graded["rows"]
+    assert (rows["broken"]["status"], rows["broken"]["score"]) == ("invalid notebook", "0")
+    assert (rows["other_assignment"]["status"], rows["other_assignment"]["score"]) == ("wrong assignment", "0")
+    assert rows["exits_early"]["status"] == "kernel died"
+    assert rows["loops_forever"]["status"] == "timed out"
+    for name in ("exits_early", "loops_forever"):
+        got = _autograded(rows[name], assignment["tests"])
+        # What ran before the answer that stopped the kernel still counts; the network's tests do not.
+        assert got["test_conv_output_size_visible"] == assignment["points"]["test_conv_output_size_visible"]
+        assert all(got[t] == 0 for t in assignment["tests"] if "build_network" in t)
+
+
+def test_feedback_never_shows_hidden_test_code(graded, assignment):
+    pages = list((graded["out"] / "feedback").glob("*.html"))
+    assert {p.stem for p in pages} == graded["names"]
+    for page in pages:
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        leaked = [line for line in assignment["hidden"] if line in text]
+        assert not leaked, (page.name, leaked[:3])
+    correct = (graded["out"] / "feedback" / "correct.html").read_text(encoding="utf-8")
+    assert "hidden tests passed" in correct
+
+
+def test_honest_work_gets_what_stock_nbgrader_gives(graded, assignment):
+    """The sandbox, the guard and the restoring change nothing for notebooks that play by the rules."""
+    import shutil
+
+    from nbgrader.api import Gradebook
+
+    stock = graded["stock"]
+    shutil.copytree(REPO / "source", stock / "source")
+    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
+    flags = ["--CourseDirectory.course_id=stock", f"--CourseDirectory.root={stock}"]
+    nbgrader = [str(PYTHON), "-m", "nbgrader"]
+    subprocess.run([*nbgrader, "generate_assignment", ASSIGNMENT, *flags], cwd=stock, env=env, check=True,
+                   capture_output=True)
+    subprocess.run([*nbgrader, "autograde", ASSIGNMENT, *flags], cwd=stock, env=env, capture_output=True)
+    with Gradebook(f"sqlite:///{stock / 'gradebook.db'}", "stock") as gb:
+        for name in HONEST:
+            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, name)
+            expected = {grade.name: float(grade.score or 0) for grade in notebook.grades if grade.name in assignment["tests"]}
+            assert _autograded(graded["rows"][name], assignment["tests"]) == expected, name

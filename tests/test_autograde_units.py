@@ -1,0 +1,279 @@
+"""Unit tests of the grading tool's parts that need no kernel: unzipping, discovery, reading and
+restoring notebooks, feedback redaction, the names the tamper guard pins."""
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from autograde import safezip
+from autograde import status as st
+from autograde.execute import bound_names, used_builtins
+from autograde.feedback import REDACTED, HideHiddenTests
+from autograde.normalize import NotGradable, RestoreCells, read_submission
+from autograde.submissions import NotebookChooser, discover, open_submissions, unwrap
+
+from autograde_fixtures import mini_source
+
+
+# -- safe unzip ---------------------------------------------------------------------------------
+
+def _zip(path: Path, entries):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries:
+            if isinstance(name, zipfile.ZipInfo):
+                zf.writestr(name, data)
+            else:
+                zf.writestr(name, data)
+    return path
+
+
+def test_zip_entries_cannot_escape_the_destination(tmp_path):
+    archive = _zip(tmp_path / "class.zip", [
+        ("../evil.ipynb", "1"), ("/abs/evil2.ipynb", "2"), ("a/../../evil3.ipynb", "3"),
+        ("C:\\Windows\\evil4.ipynb", "4"), ("ok/..\\..\\evil5.ipynb", "5"), ("fine.ipynb", "6")])
+    dest = tmp_path / "deep" / "dest"
+    result = safezip.extract(archive, dest)
+    written = sorted(str(p.relative_to(dest.resolve())) for p in result.files)
+    assert written == sorted(["a/evil3.ipynb", "abs/evil2.ipynb", "evil.ipynb", "fine.ipynb", "ok/evil5.ipynb",
+                              "Windows/evil4.ipynb"])
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and dest.resolve() not in p.resolve().parents
+               and p != archive]
+    assert outside == []
+
+
+def test_zip_symlinks_become_nothing_and_junk_is_skipped(tmp_path):
+    link = zipfile.ZipInfo("student/link.ipynb")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = _zip(tmp_path / "c.zip", [(link, "/etc/passwd"), ("__MACOSX/._a.ipynb", "x"),
+                                        ("student/.ipynb_checkpoints/a-checkpoint.ipynb", "x"), ("student/a.ipynb", "{}")])
+    result = safezip.extract(archive, tmp_path / "out")
+    assert [p.name for p in result.files] == ["a.ipynb"]
+    assert "student/link.ipynb" in result.skipped
+    assert not any(p.is_symlink() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_zip_bombs_stop_at_the_size_limit(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.ipynb", b"0" * (5 << 20))
+        zf.writestr("other.ipynb", b"1" * (5 << 20))
+    result = safezip.extract(archive, tmp_path / "out", max_file_bytes=1 << 20, max_total_bytes=(3 << 19))
+    big = tmp_path / "out" / "big.ipynb"
+    assert big.stat().st_size == 1 << 20 and big.resolve() in result.truncated
+    assert sum(p.stat().st_size for p in result.files) <= 3 << 19
+
+
+def test_zip_names_from_other_systems_and_collisions(tmp_path):
+    archive = tmp_path / "names.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("Jos\u00e9.ipynb")  # stored as UTF-8, flagged
+        zf.writestr(info, "1")
+        zf.writestr("Zo__.ipynb", "2")  # patched below into UTF-8 bytes without the UTF-8 flag (old Mac zips)
+        zf.writestr("Jose\u0301.ipynb", "3")  # NFD spelling of the first name
+        zf.writestr("x" * 300 + ".ipynb", "4")
+    archive.write_bytes(archive.read_bytes().replace(b"Zo__.ipynb", "Zo\u00eb.ipynb".encode("utf-8")))
+    result = safezip.extract(archive, tmp_path / "out")
+    names = sorted(p.name for p in result.files)
+    assert "Jos\u00e9.ipynb" in names and "Jos\u00e9 (2).ipynb" in names
+    assert "Zo\u00eb.ipynb" in names
+    assert all(len(n.encode()) <= 255 for n in names)
+
+
+# -- discovery ----------------------------------------------------------------------------------
+
+def _nb_file(path: Path, grade_ids=("a",)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = new_notebook(cells=[new_code_cell("x", metadata={"nbgrader": {"grade_id": g}}) for g in grade_ids])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_discovery_layouts_and_student_ids(tmp_path):
+    root = tmp_path / "export"
+    _nb_file(root / "alice.ipynb")
+    _nb_file(root / "bob" / "deep" / "anything.ipynb")
+    (root / "carol.pdf").write_bytes(b"%PDF-1.4")
+    (root / "dan").mkdir()
+    (root / "dan" / "notes.txt").write_text("no notebook")
+    _nb_file(root / "Zo\u00eb \u00c5ngstr\u00f6m, \"the\" <best>.ipynb")
+    _nb_file(root / "erin" / "mini.ipynb", ("a",))
+    _nb_file(root / "erin" / "scratch.ipynb", ())
+    _nb_file(root / "erin" / ".ipynb_checkpoints" / "mini-checkpoint.ipynb")
+    (root / ".DS_Store").write_bytes(b"junk")
+    chooser = NotebookChooser("mini", "mini", ["a"])
+    found = {s.student_id: s for s in discover(root, chooser, tmp_path / "nested")}
+    assert set(found) == {"alice", "bob", "carol", "dan", "Zo\u00eb \u00c5ngstr\u00f6m, \"the\" <best>", "erin"}
+    assert found["bob"].path.name == "anything.ipynb"
+    assert found["carol"].path.name == "carol.pdf" and found["carol"].status is None
+    assert found["dan"].status == st.NO_NOTEBOOK and found["dan"].path is None
+    assert found["erin"].path.name == "mini.ipynb" and "also found scratch.ipynb" in found["erin"].notes[0]
+
+
+def test_discovery_nbgrader_layout_and_wrappers(tmp_path):
+    root = tmp_path / "download" / "course-export"
+    _nb_file(root / "submitted" / "s1" / "mini" / "mini.ipynb")
+    _nb_file(root / "submitted" / "s2" / "mini" / "mini.ipynb")
+    assert unwrap(tmp_path / "download") == root / "submitted"
+    found = discover(tmp_path / "download", NotebookChooser("mini", "mini"), tmp_path / "n")
+    assert [s.student_id for s in found] == ["s1", "s2"]
+    assert found[0].origin == "s1/mini/mini.ipynb"
+
+
+def test_discovery_duplicate_ids_and_nested_zips(tmp_path):
+    root = tmp_path / "class"
+    _nb_file(root / "alice.ipynb")
+    _nb_file(root / "alice" / "hw.ipynb")
+    _zip(root / "bob.zip", [("work/mini.ipynb", nbformat.writes(new_notebook()))])
+    found = {s.student_id: s for s in discover(root, NotebookChooser("mini", "mini"), tmp_path / "nested")}
+    assert set(found) == {"alice", "alice (2)", "bob"}
+    assert found["bob"].path.name == "mini.ipynb"
+
+
+def test_open_submissions_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        open_submissions(tmp_path / "missing", tmp_path / "w")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError):
+        open_submissions(tmp_path / "notes.txt", tmp_path / "w")
+
+
+# -- reading submissions ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, name, status", [
+    (b"", "a.ipynb", st.EMPTY),
+    (b"  \n\t ", "a.ipynb", st.EMPTY),
+    (b"%PDF-1.4\n\xff\xfe binary", "a.pdf", st.NOT_NOTEBOOK),
+    (b"print('hello')", "a.py", st.NOT_NOTEBOOK),
+    (b'{"cells": [', "a.ipynb", st.INVALID),
+    (b'{"hello": "world"}', "a.ipynb", st.INVALID),
+    (b"\xff\xfe\x00binary", "a.ipynb", st.INVALID),
+    (b"x" * 2048, "a.ipynb", st.TOO_LARGE),
+])
+def test_read_submission_classifies_files(data, name, status):
+    with pytest.raises(NotGradable) as caught:
+        read_submission(data, name, max_bytes=1024)
+    assert caught.value.status == status
+
+
+def test_read_submission_repairs_what_other_editors_write():
+    raw = {"nbformat": 4, "nbformat_minor": 2, "metadata": {},
+           "cells": [{"cell_type": "code", "source": ["x = 1\n", "y = 2"]}, {"cell_type": "weird", "source": "hi"}]}
+    nb = read_submission(json.dumps(raw).encode(), "a.ipynb")
+    assert nb.cells[0].source == "x = 1\ny = 2" and nb.cells[0].outputs == []
+    assert nb.cells[1].cell_type == "markdown"
+    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell("1+1")])])
+    assert read_submission(nbformat.writes(v3, version=3).encode(), "old.ipynb").cells[0].source == "1+1"
+
+
+# -- restoring cells ----------------------------------------------------------------------------
+
+def _release():
+    """The mini assignment's release: like nbgrader's output, tests locked, answer stubbed."""
+    nb = mini_source()
+    for cell in nb.cells:
+        md = cell.metadata.get("nbgrader", {})
+        if md.get("solution"):
+            cell.source = "# YOUR CODE HERE\nraise NotImplementedError()" if cell.cell_type == "code" else "YOUR ANSWER HERE"
+        cell.source = cell.source.split("### BEGIN HIDDEN TESTS")[0].rstrip()
+    return nb
+
+
+def _restore(nb):
+    resources = {}
+    nb, resources = RestoreCells(release=_release()).preprocess(nb, resources)
+    return nb, resources["autograde"]
+
+
+def _ids(nb):
+    return [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+
+
+def test_restore_puts_back_deleted_converted_and_unlocked_tests():
+    nb = _release()
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_visible"]
+    hidden = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_hidden")
+    hidden.cell_type = "markdown"
+    del hidden["outputs"], hidden["execution_count"]
+    hidden.metadata.nbgrader.update(solution=True, locked=False, points=100)
+    restored, info = _restore(nb)
+    assert _ids(restored) == _ids(_release())
+    cell = restored.cells[_ids(restored).index("test_hidden")]
+    assert cell.cell_type == "code" and cell.metadata.nbgrader["points"] == 2 and not cell.metadata.nbgrader["solution"]
+    assert info["statuses"] == {st.RESTORED}
+
+
+def test_restore_keeps_the_answer_copy_the_student_worked_in():
+    nb = _release()
+    at = _ids(nb).index("written")
+    answer = nbformat.from_dict(json.loads(json.dumps(nb.cells[at])))
+    answer.source = "Because doubling distributes over addition."
+    answer["id"] = nb.cells[at]["id"]  # pasted cells may even repeat the id
+    nb.cells.insert(at, answer)  # the worked-in copy above, the untouched stub below
+    restored, info = _restore(nb)
+    kept = [c for c in restored.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written"]
+    assert len(kept) == 1 and kept[0].source.startswith("Because")
+    assert len({c["id"] for c in restored.cells}) == len(restored.cells)
+    assert info.get("statuses", set()) == set()
+
+
+def test_restore_drops_foreign_ids_and_recognises_stripped_cells():
+    nb = _release()
+    nb.cells.append(new_code_cell("1", metadata={"nbgrader": {"grade_id": "from_another_assignment", "grade": True,
+                                                              "points": 50}}))
+    imports = nb.cells[_ids(nb).index("imports")]
+    del imports.metadata["nbgrader"]
+    restored, _ = _restore(nb)
+    assert "from_another_assignment" not in _ids(restored)
+    assert _ids(restored).count("imports") == 1
+
+
+def test_restore_rejects_notebooks_of_another_assignment():
+    other = new_notebook(cells=[new_markdown_cell("# Lesson 3"), new_code_cell("print(1)")])
+    with pytest.raises(NotGradable) as caught:
+        _restore(other)
+    assert caught.value.status == st.WRONG_ASSIGNMENT
+
+
+# -- feedback -----------------------------------------------------------------------------------
+
+def _test_cell(source, outputs=()):
+    cell = new_code_cell(source, outputs=list(outputs))
+    cell.metadata.nbgrader = {"grade": True, "grade_id": "t", "points": 1, "solution": False, "locked": True,
+                              "schema_version": 3}
+    return cell
+
+
+def test_feedback_redacts_hidden_lines_wherever_they_appear():
+    hidden = "assert secret_function(41) == 42, 'the answer'"
+    test = _test_cell(f"visible = 1\n### BEGIN HIDDEN TESTS\n{hidden}\n### END HIDDEN TESTS",
+                      [new_output("stream", name="stdout", text=f"  File \"x\", line 3\n    {hidden}\n")])
+    spy = new_code_cell("print(In[3])", outputs=[
+        new_output("stream", name="stdout", text=f"visible = 1\n{hidden}\nmy own line\n"),
+        new_output("error", ename="AssertionError", evalue="x",
+                   traceback=["Traceback", f"\x1b[0;32m----> 3\x1b[0m {hidden}", "AssertionError"])])
+    nb, _ = HideHiddenTests().preprocess(new_notebook(cells=[test, spy]), {})
+    text = nbformat.writes(nb)
+    assert "secret_function" not in text
+    assert REDACTED in nb.cells[1].outputs[0].text and "my own line" in nb.cells[1].outputs[0].text
+
+
+def test_feedback_never_fails_on_delimiters_a_student_typed():
+    student = new_code_cell("### BEGIN HIDDEN TESTS\nx = 1")  # not a test cell, unbalanced
+    broken = _test_cell("a = 1\n### BEGIN HIDDEN TESTS\nb = 2\n### BEGIN HIDDEN TESTS\nc = 3")
+    nb, _ = HideHiddenTests().preprocess(new_notebook(cells=[student, broken]), {})
+    assert nb.cells[0].source.endswith("x = 1")
+    assert nb.cells[1].source == "a = 1"
+
+
+# -- what the guard pins ------------------------------------------------------------------------
+
+def test_bound_names_and_used_builtins():
+    source = ("import numpy as np\nimport torch.nn.functional as F\nfrom torch import nn\n%matplotlib inline\n"
+              "DEVICE = 'cpu'\nif True:\n    a, (b, c) = 1, (2, 3)\ndef helper():\n    inner = 1\nclass K: pass\n")
+    assert bound_names(source) == {"np", "F", "nn", "DEVICE", "a", "b", "c", "helper", "K"}
+    assert used_builtins("assert isinstance(x, int) and len(y) == 2\nraise AssertionError") == {
+        "isinstance", "int", "len", "AssertionError"}
