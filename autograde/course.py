@@ -31,6 +31,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
 from .execute import bound_names, used_builtins
+from .imports import imported_modules
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
 
@@ -183,19 +184,4 @@ class Template:
 
 def _imports(nb) -> set[str]:
     """Modules the code cells of *nb* import (the tamper guard protects those of the instructor's cells)."""
-    import ast
-
-    found = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.add(node.module)
-    return found
+    return imported_modules(cell.source for cell in nb.cells if cell.cell_type == "code")

@@ -29,6 +29,7 @@ import socket
 import sys
 import time
 
+from .imports import imported_modules
 from .sandbox import (Limits, become_subreaper, kill_descendants, process_alive, process_table, reap_children,
                       supervise)
 
@@ -163,13 +164,7 @@ def serve(socket_path: str, parent_pid: int, kernel_sys_path: list[str]) -> None
         with conn:
             conn.settimeout(10)
             try:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                request = json.loads(data)
+                request = json.loads(_read_line(conn))
                 pid = _fork_supervisor(request, listener, conn, kernel_sys_path)
                 supervisors.add(pid)
                 reply = {"pid": pid}
@@ -187,19 +182,24 @@ def serve(socket_path: str, parent_pid: int, kernel_sys_path: list[str]) -> None
     kill_descendants()
 
 
+def _read_line(conn: socket.socket) -> bytes:
+    """One newline-terminated message (the protocol between the grader and the warm kernel server)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def request_kernel(socket_path: str, request: dict, timeout: float = 15.0) -> int:
     """Ask the zygote for a supervised kernel; returns the supervisor's pid (it leads the process group)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(socket_path)
         conn.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data or b"{}")
+        reply = json.loads(_read_line(conn) or b"{}")
     if "pid" not in reply:
         raise RuntimeError(f"the warm kernel server could not start a kernel: {reply.get('error', 'no reply')}")
     return int(reply["pid"])
@@ -208,28 +208,16 @@ def request_kernel(socket_path: str, request: dict, timeout: float = 15.0) -> in
 def assignment_imports(source_dir) -> list[str]:
     """Modules the assignment's notebooks import that are safe to import in advance (standard library only:
     this runs before the grader has imported anything, so that the zygote starts as early as possible)."""
-    import ast
     from pathlib import Path
 
-    found = set()
+    sources = []
     for path in sorted(Path(source_dir).glob("*.ipynb")):
         try:
             cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
         except (OSError, ValueError):
             continue
-        for cell in cells:
-            if cell.get("cell_type") != "code":
-                continue
-            source = cell.get("source", "")
-            try:
-                tree = ast.parse("".join(source) if isinstance(source, list) else source)
-            except SyntaxError:
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    found.update(alias.name for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    found.add(node.module)
+        sources += ["".join(cell.get("source", "")) for cell in cells if cell.get("cell_type") == "code"]
+    found = imported_modules(sources)
     return sorted(name for name in found if name.split(".")[0] in PRELOADABLE)
 
 

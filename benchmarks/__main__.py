@@ -4,6 +4,7 @@ Each section is a module in this package with a `run()` that measures and return
 """
 import datetime
 import importlib
+import os
 import platform
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
 def machine_line():
-    cores = len(__import__("os").sched_getaffinity(0))
-    return (f"Measured {datetime.date.today()} on {platform.machine()} Linux, {cores} cores, "
+    cores = len(os.sched_getaffinity(0))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU (everything ran on the CPU)"
+    return (f"Measured {datetime.date.today()} on {platform.machine()} Linux, {cores} cores, {gpu}, "
             f"Python {platform.python_version()}, torch {torch.__version__}.")
 
 

@@ -74,7 +74,7 @@ def make_course(root: Path) -> Path:
     (root / "source" / MINI).mkdir(parents=True, exist_ok=True)
     nbformat.write(mini_source(), root / "source" / MINI / f"{MINI}.ipynb")
     env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}", PYTHONPATH=str(REPO))
-    subprocess.run([str(PYTHON), "-m", "autograde", "release", MINI, "--course", str(root)], check=True,
+    subprocess.run([str(PYTHON.parent / "nbgrader"), "generate_assignment", MINI, "--force", "--no-db"], check=True,
                    env=env, cwd=root, capture_output=True)
     return root
 
