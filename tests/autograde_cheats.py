@@ -170,55 +170,68 @@ def patch_inside(answer: str, name: str) -> str:
 
 def delete_tests(nb, tests):
     nb = copy.deepcopy(nb)
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in tests]
+    nb.cells = [c for c in nb.cells if not _is_test(c, tests)]
     return nb
+
+
+def _is_test(cell, tests):
+    return cell.metadata.get("nbgrader", {}).get("grade_id") in tests
+
+
+def _edit_tests(nb, tests, edit):
+    """A copy of *nb* with *edit* applied to each of the named test cells."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if _is_test(cell, tests):
+            edit(cell)
+    return nb
+
+
+def _empty(cell):
+    cell.source = "pass"
+
+
+def _to_markdown(cell):
+    cell.cell_type = "markdown"
+    cell.pop("outputs", None)
+    cell.pop("execution_count", None)
+
+
+def _to_raw(cell):
+    _to_markdown(cell)
+    cell.cell_type = "raw"
+
+
+def _unlock_and_empty(cell):
+    cell.metadata["nbgrader"].update(solution=True, locked=False, points=0)
+    _empty(cell)
+
+
+def _strip_metadata_and_empty(cell):
+    del cell.metadata["nbgrader"]
+    _empty(cell)
 
 
 def empty_tests(nb, tests):
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
-            cell.source = "pass"
-    return nb
+    return _edit_tests(nb, tests, _empty)
 
 
 def convert_tests_to_markdown(nb, tests):
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
-            cell.cell_type = "markdown"
-            cell.pop("outputs", None)
-            cell.pop("execution_count", None)
-    return nb
+    return _edit_tests(nb, tests, _to_markdown)
 
 
 def convert_tests_to_raw(nb, tests):
-    nb = convert_tests_to_markdown(nb, tests)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
-            cell.cell_type = "raw"
-    return nb
+    return _edit_tests(nb, tests, _to_raw)
 
 
 def unlock_tests(nb, tests):
     """Mark the tests as answer cells (nbgrader would then keep the student's text) and empty them."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        md = cell.metadata.get("nbgrader", {})
-        if md.get("grade_id") in tests:
-            md.update(solution=True, locked=False, points=0)
-            cell.source = "pass"
-    return nb
+    return _edit_tests(nb, tests, _unlock_and_empty)
 
 
 def strip_test_metadata(nb, tests):
     """Remove the nbgrader metadata of the tests and empty them (they look like ordinary cells)."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
-            del cell.metadata["nbgrader"]
-            cell.source = "pass"
-    return nb
+    return _edit_tests(nb, tests, _strip_metadata_and_empty)
 
 
 def duplicate_tests_emptied(nb, tests):
@@ -227,7 +240,7 @@ def duplicate_tests_emptied(nb, tests):
     cells = []
     for cell in nb.cells:
         cells.append(cell)
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in tests:
+        if _is_test(cell, tests):
             cell.source = "pass"
             twin = new_code_cell("pass")
             twin.metadata = copy.deepcopy(cell.metadata)

@@ -6,6 +6,20 @@ VISIBLE = "test_make_shortcut_visible"
 IDENTITY = "test_make_shortcut_identity"
 PROJECTION = "test_make_shortcut_projection"
 
+# Identities that look harmless; the template's projection handles the shapes that change.
+DETACHED_IDENTITY = """class Detached(nn.Module):
+    def forward(self, x):
+        return x.detach()
+
+
+"""
+CPU_IDENTITY = """class Identity(nn.Module):
+    def forward(self, x):
+        return x + torch.zeros(x.shape)
+
+
+"""
+
 CASES = [
     case("ms_always_identity", "the identity even when the shape changes", loses={VISIBLE, PROJECTION},
          make_shortcut="""
@@ -42,18 +56,7 @@ CASES = [
                                  nn.BatchNorm2d(out_channels))
         """),
     case("ms_identity_detached", "an identity that cuts the gradient (passes the visible tests)", loses={IDENTITY},
-         make_shortcut="""
-        class Detached(nn.Module):
-            def forward(self, x):
-                return x.detach()
-
-
-        def make_shortcut(in_channels, out_channels, stride=1):
-            if in_channels == out_channels and stride == 1:
-                return Detached()
-            return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
-                                 nn.BatchNorm2d(out_channels))
-        """),
+         make_shortcut=DETACHED_IDENTITY + make_shortcut(identity="Detached()")),
     case("ms_projection_no_grad", "a projection computed under torch.no_grad() (passes the visible tests)",
          loses={PROJECTION}, make_shortcut="""
         class FrozenProjection(nn.Module):
@@ -75,18 +78,7 @@ CASES = [
     case("ms_identity_relu", "an 'identity' that applies a ReLU", loses={VISIBLE, IDENTITY},
          make_shortcut=make_shortcut(identity="nn.ReLU()")),
     case("ms_identity_fixed_device", "an identity that adds a tensor made on the CPU (passes on a CPU)",
-         loses={IDENTITY}, make_shortcut="""
-        class Identity(nn.Module):
-            def forward(self, x):
-                return x + torch.zeros(x.shape)
-
-
-        def make_shortcut(in_channels, out_channels, stride=1):
-            if in_channels == out_channels and stride == 1:
-                return Identity()
-            return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
-                                 nn.BatchNorm2d(out_channels))
-        """),
+         loses={IDENTITY}, make_shortcut=CPU_IDENTITY + make_shortcut(identity="Identity()")),
     case("ms_projection_calls_cpu", "a projection whose forward calls .cpu() (passes on a CPU)",
          loses={PROJECTION}, make_shortcut="""
         class Projection(nn.Module):
