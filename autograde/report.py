@@ -23,6 +23,8 @@ from . import status as st
 
 FIXED_COLUMNS = ["student_id", "score", "max_score", "status"]
 TRAILING_COLUMNS = ["needs_manual_grade", "notes", "submission"]
+# Spreadsheets run a cell that begins with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def number(value) -> str:
@@ -32,15 +34,22 @@ def number(value) -> str:
     return str(int(value)) if value == int(value) else str(value)
 
 
+def spreadsheet_text(text: str) -> str:
+    """Text that a spreadsheet shows as written: a leading ' keeps a student's "=HYPERLINK(...)" inert."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def write_grades(path: Path, results: list[dict], cells: list[str]) -> None:
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     writer.writerow(FIXED_COLUMNS + cells + TRAILING_COLUMNS)
     for result in sorted(results, key=lambda r: r["student_id"]):
         writer.writerow(
-            [result["student_id"], number(result["score"]), number(result["max_score"]), result["status"]]
+            [spreadsheet_text(result["student_id"]), number(result["score"]), number(result["max_score"]),
+             result["status"]]
             + [number(result["cells"].get(cell)) for cell in cells]
-            + [result.get("needs_manual_grade", 0), " | ".join(result.get("notes", [])), result.get("origin", "")])
+            + [result.get("needs_manual_grade", 0), spreadsheet_text(" | ".join(result.get("notes", []))),
+               spreadsheet_text(result.get("origin", ""))])
     _atomic_write(path, rows.getvalue())
 
 

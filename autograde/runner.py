@@ -25,6 +25,8 @@ from pathlib import Path
 
 import sqlalchemy.exc
 
+from resnet_course.cores import available_cores
+
 from . import GRADER_VERSION, AutogradeError
 from .course import Course, Template
 from .formgrader import FormgraderCourse
@@ -51,13 +53,6 @@ class Options:
     keep_work: bool = False
     guard: bool = True
     server: WarmKernelServer | None = None  # a warm kernel server started early (see cli.py)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def feedback_name(student_id: str) -> str:

@@ -1,10 +1,11 @@
 """Where the lessons run: device choice, thread count and seeding."""
-import math
 import os
 import random
 
 import numpy as np
 import torch
+
+from .cores import available_cores
 
 DEVICE_VARIABLE = "RESNET_COURSE_DEVICE"
 THREADS_VARIABLE = "RESNET_COURSE_THREADS"
@@ -20,31 +21,6 @@ def choose_device(preferred=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"{DEVICE_VARIABLE}={name!r} asks for CUDA, but PyTorch sees no CUDA device here")
     return device
-
-
-def available_cores():
-    """Cores this process may really use: the CPU affinity, capped by a cgroup CPU quota (Binder, Docker)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = _cgroup_cpu_quota()
-    return max(1, min(cores, quota) if quota else cores)
-
-
-def _cgroup_cpu_quota():
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            limit, period = f.read().split()[:2]
-        if limit != "max":
-            return math.ceil(int(limit) / int(period))
-    except (OSError, ValueError):
-        pass
-    try:
-        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as q, open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as p:
-            limit, period = int(q.read()), int(p.read())
-        if limit > 0:
-            return math.ceil(limit / period)
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def set_threads(count=None):

@@ -1,5 +1,6 @@
 """Unit tests of the grading tool's parts that need no kernel: unzipping, discovery, reading and
 restoring notebooks, feedback redaction, the names the tamper guard pins."""
+import csv
 import json
 import stat
 import zipfile
@@ -14,6 +15,7 @@ from autograde import status as st
 from autograde.execute import bound_names, used_builtins
 from autograde.feedback import REDACTED, HideHiddenTests
 from autograde.normalize import NotGradable, RestoreCells, read_submission
+from autograde.report import write_grades
 from autograde.submissions import NotebookChooser, discover, open_submissions, unwrap
 
 from autograde_fixtures import mini_source
@@ -111,6 +113,24 @@ def test_discovery_layouts_and_student_ids(tmp_path):
     assert found["carol"].path.name == "carol.pdf" and found["carol"].status is None
     assert found["dan"].status == st.NO_NOTEBOOK and found["dan"].path is None
     assert found["erin"].path.name == "mini.ipynb" and "also found scratch.ipynb" in found["erin"].notes[0]
+
+
+def test_grades_csv_keeps_formulas_in_file_names_inert(tmp_path):
+    root = tmp_path / "export"
+    for name in ("=HYPERLINK(\"x.example\";\"y\")", "+1", "@SUM(A1)", "-2", "alice", "a=b"):
+        _nb_file(root / f"{name}.ipynb")
+    found = discover(root, NotebookChooser("mini", "mini", ["a"]), tmp_path / "nested")
+    results = [{"student_id": s.student_id, "score": 1, "max_score": 3, "status": st.OK, "cells": {"a": 1},
+                "notes": ["=cmd|' /C calc'!A0"] if s.student_id == "alice" else [], "origin": s.origin}
+               for s in found]
+    write_grades(tmp_path / "grades.csv", results, ["a"])
+    with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["student_id"] for row in rows) == sorted(
+        ["'=HYPERLINK(\"x.example\";\"y\")", "'+1", "'@SUM(A1)", "'-2", "alice", "a=b"])
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+    assert {row["student_id"]: row["notes"] for row in rows}["alice"] == "'=cmd|' /C calc'!A0"
+    assert {row["score"] for row in rows} == {"1"}
 
 
 def test_discovery_nbgrader_layout_and_wrappers(tmp_path):

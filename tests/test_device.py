@@ -1,9 +1,12 @@
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from resnet_course import cores
 from resnet_course import device as runtime
 
 
@@ -55,8 +58,40 @@ def test_bad_thread_counts_are_refused(monkeypatch, restore_threads, raw):
 
 
 def test_cgroup_quota_caps_cores(monkeypatch):
-    monkeypatch.setattr(runtime, "_cgroup_cpu_quota", lambda: 1)
+    monkeypatch.setattr(cores, "cgroup_cpu_quota", lambda: 1)
     assert runtime.available_cores() == 1
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 cores of quota: two threads may run
+    ({"cpu.max": "100000 100000\n"}, 1),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu.max": "garbage"}, None),
+    ({}, None),
+])
+def test_cgroup_quota_is_read_from_v2_then_v1(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cores.cgroup_cpu_quota(root=str(tmp_path)) == expected
+
+
+def test_the_grader_counts_cores_without_importing_torch():
+    probe = ("import sys; import autograde.runner, resnet_course.cores; "
+             "assert autograde.runner.available_cores is resnet_course.cores.available_cores; "
+             "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_package_names_load_on_first_use():
+    import resnet_course
+    assert set(resnet_course.__all__) <= set(dir(resnet_course))
+    assert all(callable(getattr(resnet_course, name)) for name in resnet_course.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'ResidualBlock'"):
+        resnet_course.ResidualBlock
 
 
 def test_seed_everything_repeats_all_generators():
