@@ -66,10 +66,8 @@ def main(argv=None) -> int:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     try:
         return _grade(args)
-    except AutogradeError as exc:
-        print(f"autograde: {exc}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, NotADirectoryError, ValueError, zipfile.BadZipFile, PermissionError) as exc:
+    except (AutogradeError, FileNotFoundError, NotADirectoryError, ValueError, zipfile.BadZipFile,
+            PermissionError) as exc:
         print(f"autograde: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -94,7 +92,7 @@ def _grade(args) -> int:
 
         options = Options(submissions=args.submissions, assignment=args.assignment, out=args.out, course=course,
                           jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory, force=args.force,
-                          kernel=args.kernel, progress=not args.no_progress, keep_work=args.keep_work,
+                          progress=not args.no_progress, keep_work=args.keep_work,
                           guard=not args.no_guard, server=server)
         grade(options)
     finally:

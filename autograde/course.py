@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,8 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
-from .execute import bound_names, used_builtins
-from .imports import imported_modules
+from .feedback import feedback_preprocessors
+from .imports import bound_names, imported_modules, used_builtins
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
 
@@ -60,7 +58,6 @@ def course_config(base: Config, root: Path, assignment: str, student: str = "*")
 class GradedCell:
     grade_id: str
     points: float
-    autograded: bool  # a test cell; False for answers graded by hand
 
 
 class Course:
@@ -97,6 +94,10 @@ class Course:
             if isinstance(value, int) and value > 0:
                 return value
         return 60
+
+    def feedback_preprocessors(self) -> list:
+        """GenerateFeedback's preprocessors: the course's (else nbgrader's GetGrades), always with HideHiddenTests."""
+        return feedback_preprocessors(self.config.get("GenerateFeedback", {}).get("preprocessors"))
 
 
 class Template:
@@ -135,13 +136,10 @@ class Template:
         coursedir = CourseDirectory(config=config)
         converter = GenerateAssignment(coursedir=coursedir, config=config,
                                        log=log or logging.getLogger("autograde.nbgrader"))
-        cwd = os.getcwd()
         try:
-            converter.start()
+            converter.start()  # it returns to the working directory it started in
         except Exception as exc:  # noqa: BLE001 - nbgrader's errors are plain exceptions
             raise AutogradeError(f"nbgrader could not generate {self.course.assignment!r} from its source: {exc}") from exc
-        finally:
-            os.chdir(cwd)
         if not self.release_path.exists():
             raise AutogradeError(f"nbgrader did not produce {self.release_path}")
 
@@ -152,36 +150,25 @@ class Template:
         with Gradebook("sqlite:///" + str(self.gradebook), self.course.course_id) as gb:
             notebook = gb.find_notebook(self.course.notebook, self.course.assignment)
             points = {cell.name: float(cell.max_score) for cell in notebook.grade_cells}
-            solution = {cell.name for cell in notebook.solution_cells}
-            self.kernelspec = json.loads(notebook.kernelspec) if notebook.kernelspec else None
         order = [cell.metadata.nbgrader["grade_id"] for cell in source.cells
                  if "nbgrader" in cell.metadata and "grade_id" in cell.metadata.nbgrader]
         for grade_id in order:
             if grade_id in points:
-                self.cells.append(GradedCell(grade_id, points[grade_id], autograded=grade_id not in solution))
+                self.cells.append(GradedCell(grade_id, points[grade_id]))
         self.max_score = sum(cell.points for cell in self.cells)
         self.grade_ids = [c.metadata.nbgrader["grade_id"] for c in self.release.cells
                           if "nbgrader" in c.metadata and "grade_id" in c.metadata.nbgrader]
-        # What the tamper guard pins for the tests: names the instructor's code cells bind, and the
-        # builtins the test cells use (computed from the source, hidden tests included).
+        # What the tamper guard protects, from the instructor's code cells (the locked ones: tests,
+        # hidden tests included, and given code): the names each binds, the builtins they use, and
+        # the modules they import, less those with state that changes as they are used (pyplot's
+        # current figure).
+        instructor = [cell for cell in source.cells if cell.cell_type == "code" and utils.is_locked(cell)]
         self.pins, builtins = {}, set()
-        for cell in source.cells:
-            if cell.cell_type != "code" or "nbgrader" not in cell.metadata or utils.is_solution(cell):
-                continue
+        for cell in instructor:
             grade_id = cell.metadata.nbgrader.get("grade_id")
-            if grade_id and utils.is_locked(cell):
+            if grade_id:
                 self.pins[grade_id] = sorted(bound_names(cell.source))
                 builtins |= used_builtins(cell.source)
         self.builtin_names = sorted(builtins)
-        instructor = nbformat.v4.new_notebook(cells=[
-            cell for cell in source.cells
-            if cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_solution(cell)])
-        # Modules with state that changes as they are used (pyplot's current figure) are left out.
-        self.protected_modules = sorted(name for name in _imports(instructor)
+        self.protected_modules = sorted(name for name in imported_modules(cell.source for cell in instructor)
                                         if name.split(".")[0] not in ("matplotlib", "mpl_toolkits", "seaborn"))
-
-
-
-def _imports(nb) -> set[str]:
-    """Modules the code cells of *nb* import (the tamper guard protects those of the instructor's cells)."""
-    return imported_modules(cell.source for cell in nb.cells if cell.cell_type == "code")

@@ -22,7 +22,6 @@ changes what a hostile or broken notebook can do to the grading:
 """
 from __future__ import annotations
 
-import ast
 import json
 import re
 import secrets
@@ -38,7 +37,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from . import status as st
-from .sandbox import read_status
+from .sandbox import MEMORY_LIMIT, TOO_MANY_PROCESSES, read_status
 
 GUARD_SOURCE = (Path(__file__).with_name("kernel_guard.py")).read_text()
 GUARD_ROLE = "autograde_guard"
@@ -74,13 +73,12 @@ class GuardedExecute(Execute):
     kernel_status_path = Unicode(None, allow_none=True, help="status file of the sandbox supervisor").tag(config=True)
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("shutdown_kernel", "immediate")
         super().__init__(*args, **kwargs)
         self.report = self._new_report()
 
     @staticmethod
     def _new_report() -> dict:
-        return {"statuses": set(), "notes": [], "tampering": [], "executed": 0}
+        return {"statuses": set(), "notes": [], "tampering": []}
 
     # -- planning ------------------------------------------------------------------------------
     def _plan(self, cells):
@@ -123,7 +121,7 @@ class GuardedExecute(Execute):
                            target=index)
             else:
                 # Setup cells: undo patches first, so that what they bind (torch, helpers) is genuine.
-                guard_cell(f"{ref}._guard._differences(True); {ref}.record([])", "restore")
+                guard_cell(f"{ref}.restore()", "restore")
                 plan.append(cell)
                 guard_cell(f"{ref}.record({names!r})", "record")
         return plan
@@ -190,6 +188,7 @@ class GuardedExecute(Execute):
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         self._output_bytes, self._truncated = {}, set()
+        self._ran = {}  # id(cell) -> "ok", "timed out" or "died": how far each cell of the plan got
         try:
             run_sync(self._async_run)()
         finally:
@@ -223,7 +222,7 @@ class GuardedExecute(Execute):
             self.report["notes"].append(reason)
             if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
                 cell.setdefault("outputs", []).append(_error("CellTimeoutError", reason))
-            cell["metadata"].setdefault("autograde", {})["ran"] = "timed out"
+            self._ran[id(cell)] = "timed out"
             try:
                 await ensure_async(self.km.shutdown_kernel(now=True))
             except Exception:  # noqa: BLE001 - it may already be gone
@@ -232,18 +231,17 @@ class GuardedExecute(Execute):
         except DeadKernelError:
             reason = self._kernel_reason()
             cell.setdefault("outputs", []).append(_error("KernelDied", reason[1]))
-            cell["metadata"].setdefault("autograde", {})["ran"] = "died"
+            self._ran[id(cell)] = "died"
             return reason
-        cell["metadata"].setdefault("autograde", {})["ran"] = "ok"
-        self.report["executed"] += 1
+        self._ran[id(cell)] = "ok"
         return None
 
     def _kernel_reason(self):
         why = read_status(self.kernel_status_path)
         reason = why.get("reason")
-        if reason == "memory limit":
+        if reason == MEMORY_LIMIT:
             return st.MEMORY, f"the notebook used more than {why.get('limit_mb', '?')} MB of memory and was stopped"
-        if reason == "too many processes":
+        if reason == TOO_MANY_PROCESSES:
             return st.PROCESSES, f"the notebook started more than {why.get('limit', '?')} processes and was stopped"
         if why.get("signal"):
             return st.KERNEL_DIED, f"the kernel died (signal {why['signal']})"
@@ -275,9 +273,7 @@ class GuardedExecute(Execute):
             elif role["role"] in ("before", "after"):
                 guards[(role["role"], role["target"])] = (role["token"], text)
         for index, cell in enumerate(original):
-            ran = cell.get("metadata", {}).get("autograde", {}).pop("ran", None)
-            if not cell.get("metadata", {}).get("autograde"):
-                cell.get("metadata", {}).pop("autograde", None)
+            ran = self._ran.get(id(cell))
             if cell.cell_type != "code" or not utils.is_grade(cell) or utils.is_solution(cell):
                 continue
             if ran is None:
@@ -292,13 +288,12 @@ class GuardedExecute(Execute):
                 report["tampering"].append(f"{cell.metadata['nbgrader']['grade_id']}: {problems}")
                 cell.setdefault("outputs", []).append(_error(
                     "IntegrityError", f"the grader could not trust this test's result: {problems}"))
-        for output_cell in original:
-            for out in output_cell.get("outputs", []):
-                if out.get("output_type") == "error" and (
-                        out.get("ename") == "MemoryError" or "can't allocate memory" in str(out.get("evalue", ""))):
-                    if st.MEMORY not in report["statuses"]:
-                        report["statuses"].add(st.MEMORY)
-                        report["notes"].append("the notebook tried to use more memory than allowed (MemoryError)")
+        if st.MEMORY not in report["statuses"] and any(
+                out.get("output_type") == "error" and (
+                    out.get("ename") == "MemoryError" or "can't allocate memory" in str(out.get("evalue", "")))
+                for output_cell in original for out in output_cell.get("outputs", [])):
+            report["statuses"].add(st.MEMORY)
+            report["notes"].append("the notebook tried to use more memory than allowed (MemoryError)")
         return original
 
     def _check_guards(self, guards, index):
@@ -330,58 +325,3 @@ def _size(out) -> int:
         return len(out.get("text", ""))
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values())
 
-
-def bound_names(source: str) -> set[str]:
-    """Top-level names a cell binds: imports, definitions, assignments (what later cells may rely on)."""
-    tree = _parse(source)
-    names = set()
-    for node in _module_scope(tree.body if tree else []):
-        targets = []
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names if alias.name != "*")
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For)):
-            targets = [node.target]
-        elif isinstance(node, ast.With):
-            targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
-        for target in targets:
-            names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
-    return names
-
-
-def used_builtins(source: str) -> set[str]:
-    """Builtins a cell reads (``len``, ``isinstance``, ``AssertionError``, ...)."""
-    import builtins
-
-    tree = _parse(source)
-    if tree is None:
-        return set()
-    return {node.id for node in ast.walk(tree)
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and hasattr(builtins, node.id)}
-
-
-def _module_scope(body):
-    """Statements that run at module scope, including inside top-level if/for/while/with/try."""
-    for node in body:
-        yield node
-        if isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
-            for field in ("body", "orelse", "finalbody"):
-                yield from _module_scope(getattr(node, field, []))
-            for handler in getattr(node, "handlers", []):
-                yield from _module_scope(handler.body)
-
-
-def _parse(source: str):
-    try:
-        return ast.parse(source)
-    except SyntaxError:
-        pass
-    try:  # IPython syntax (magics, !commands): transform as the kernel would
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        return ast.parse(TransformerManager().transform_cell(source))
-    except Exception:  # noqa: BLE001
-        return None

@@ -26,12 +26,13 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 from nbgrader.converters import GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
 
 from .course import IGNORED, Template, course_config
-from .feedback import FeedbackExporter, feedback_preprocessors
+from .feedback import FeedbackExporter
+from .report import atomic_copy, atomic_write
 
 log = logging.getLogger("autograde")
 
@@ -100,7 +101,7 @@ class FormgraderCourse:
         return self
 
     def merge(self, results: list[dict]) -> None:
-        """Write every graded result into the gradebook; then read the scores back (manual ones included)."""
+        """Write each graded result into the gradebook, then read its scores back (manual ones included)."""
         assignment, notebook = self.course.assignment, self.course.notebook
         with Gradebook(self.db_url, self.course.course_id) as gb:
             for result in results:
@@ -126,25 +127,11 @@ class FormgraderCourse:
                     if comment.name in book["comments"]:
                         comment.auto_comment = book["comments"][comment.name]
                 gb.db.commit()
-            for result in results:
-                if not result.get("gradebook") or self.autograded_path(result["student_id"]) is None:
-                    continue
-                try:
-                    submitted = gb.find_submission_notebook(notebook, assignment, result["student_id"])
-                except MissingEntry:
-                    continue
-                penalty = submitted.late_submission_penalty or 0.0
-                manual = []
-                result["needs_manual_grade"] = 0
-                for grade in submitted.grades:
-                    result["cells"][grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
-                    result["needs_manual_grade"] += int(bool(grade.needs_manual_grade))
-                    if grade.manual_score is not None:
-                        manual.append((grade.name, grade.manual_score, grade.extra_credit))
-                for comment in submitted.comments:
-                    if comment.manual_comment:
-                        manual.append((comment.name, comment.manual_comment))
-                result["score"] = max(0.0, float(submitted.score) - penalty)
+                read_scores(submitted, result)
+                manual = [(grade.name, grade.manual_score, grade.extra_credit)
+                          for grade in submitted.grades if grade.manual_score is not None]
+                manual += [(comment.name, comment.manual_comment) for comment in submitted.comments
+                           if comment.manual_comment]
                 result["manual"] = hashlib.sha1(json.dumps(sorted(map(str, manual))).encode()).hexdigest() \
                     if manual else None
 
@@ -154,17 +141,23 @@ class FormgraderCourse:
         config = course_config(self.course.config, self.root, self.course.assignment, "student")
         converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=log)
         exporter = FeedbackExporter(config=converter.config)
-        for pp in feedback_preprocessors(self.course.config.get("GenerateFeedback", {}).get("preprocessors")):
+        for pp in self.course.feedback_preprocessors():
             exporter.register_preprocessor(pp, enabled=True)
         nb = nbformat.read(path, as_version=4)
         resources = {"unique_key": self.course.notebook, "metadata": {"path": str(path.parent)}, "nbgrader": {
             "student": result["student_id"], "assignment": self.course.assignment,
             "notebook": self.course.notebook, "db_url": self.db_url}}
         html, _ = exporter.from_notebook_node(nb, resources=resources)
-        target = Path(result["feedback"])
-        tmp = target.with_name(f".{os.getpid()}.tmp")
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write(Path(result["feedback"]), html)
+
+
+def read_scores(submitted, result: dict) -> None:
+    """A submission notebook's scores in a gradebook into *result*: per cell (None while the cell awaits
+    grading by hand), how many await it, and the total less the late penalty."""
+    for grade in submitted.grades:  # grade.score: the manual score if any, else the automatic one
+        result["cells"][grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
+    result["needs_manual_grade"] = sum(bool(grade.needs_manual_grade) for grade in submitted.grades)
+    result["score"] = max(0.0, float(submitted.score) - (submitted.late_submission_penalty or 0.0))
 
 
 def publish_autograded(source_dir: Path, target_dir: Path) -> None:
@@ -185,10 +178,7 @@ def publish_autograded(source_dir: Path, target_dir: Path) -> None:
 
 def publish_submitted(original: Path, target: Path) -> None:
     """The file the student handed in, byte for byte (nbgrader's release_feedback matches on its hash)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    shutil.copyfile(original, tmp)
-    os.replace(tmp, target)
+    atomic_copy(original, target)
     timestamp = original.parent / "timestamp.txt"
     if timestamp.is_file():
         shutil.copyfile(timestamp, target.parent / "timestamp.txt")

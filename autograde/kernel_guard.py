@@ -35,9 +35,9 @@ import types
 
 _MISSING = object()
 from operator import eq as _eq, is_ as _is  # noqa: E402
-_type, _id, _len, _isinstance, _issubclass = type, id, len, isinstance, issubclass
-_dict, _list, _tuple, _set, _sorted, _repr, _getattr, _setattr, _delattr, _print, _callable, _vars, _hasattr = (
-    dict, list, tuple, set, sorted, repr, getattr, setattr, delattr, print, callable, vars, hasattr)
+_type, _id, _len, _isinstance = type, id, len, isinstance
+_dict, _list, _tuple, _set, _sorted, _getattr, _setattr, _print, _callable, _vars, _hasattr = (
+    dict, list, tuple, set, sorted, getattr, setattr, print, callable, vars, hasattr)
 _MethodType, _ModuleType, _FunctionType = types.MethodType, types.ModuleType, types.FunctionType
 _MappingProxyType = types.MappingProxyType
 _settrace, _gettrace, _setprofile, _getprofile = sys.settrace, sys.gettrace, sys.setprofile, sys.getprofile
@@ -176,7 +176,6 @@ class _Guard:
         self.sys_hooks = {name: _getattr(sys, name, _MISSING) for name in _SYS_HOOKS}
         self.meta_path = _list(sys.meta_path)
         self.path_hooks = _list(sys.path_hooks)
-        self.builtins_module = builtins
 
         shell = self.shell
         plumbing = [shell, _getattr(shell, "kernel", None), _getattr(shell, "compile", None),
@@ -543,7 +542,11 @@ def install(shell, token_prefix, extra_modules=()):
     """Called once, by the grader's first cell, before any of the notebook's cells."""
     global _guard
     _guard = _Guard(shell, token_prefix, extra_modules)
-    return _guard
+
+
+def restore():
+    """Before an instructor's setup cell: undo the notebook's patches, so that what the cell binds is genuine."""
+    _guard._differences(fix=True)
 
 
 def record(names):

@@ -60,11 +60,8 @@ class ForeignProcess:
             self.returncode = 0
         return self.returncode
 
-    def wait(self, timeout=None):
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def wait(self):
         while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"process {self.pid} still running")
             time.sleep(0.02)
         return self.returncode
 
@@ -76,9 +73,6 @@ class ForeignProcess:
 
     def kill(self):
         self.send_signal(signal.SIGKILL)
-
-    def terminate(self):
-        self.send_signal(signal.SIGTERM)
 
 
 class SandboxProvisioner(LocalProvisioner):

@@ -79,9 +79,10 @@ def read_submission(data: bytes, filename: str, max_bytes: int = 100 << 20) -> N
             raise NotGradable(st.INVALID, "the JSON has no notebook cells")
         raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook")
     try:
-        nb = nbformat.reads(text, as_version=4)
-        nbformat.validate(nb)
-        return nb
+        invalid = {}
+        nb = nbformat.reads(text, as_version=4, capture_validation_error=invalid)  # reads validates
+        if not invalid:
+            return nb
     except Exception:  # noqa: BLE001 - nbformat raises many kinds; we try to repair below
         pass
     try:
@@ -174,7 +175,7 @@ class RestoreCells(NbGraderPreprocessor):
         # Another assignment may share boilerplate ids ("intro", "imports"): only answers and tests count.
         if not any(_nbgrader(release_by_id[g]).get("solution") or _nbgrader(release_by_id[g]).get("grade")
                    for g in present):
-            raise st_not_this_assignment()
+            raise NotGradable(st.WRONG_ASSIGNMENT, "none of this assignment's cells are in the notebook")
 
         # 3. Duplicates: one cell per grade_id keeps the metadata.
         by_id: dict[str, list] = {}
@@ -248,10 +249,6 @@ class RestoreCells(NbGraderPreprocessor):
             seen.add(cell_id)
         nb.nbformat, nb.nbformat_minor = 4, max(nb.get("nbformat_minor", 5), 5)
         return nb, resources
-
-
-def st_not_this_assignment() -> NotGradable:
-    return NotGradable(st.WRONG_ASSIGNMENT, "none of this assignment's cells are in the notebook")
 
 
 def _points(md: dict) -> float:

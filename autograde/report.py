@@ -15,6 +15,7 @@ import html
 import io
 import json
 import os
+import shutil
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -50,14 +51,27 @@ def write_grades(path: Path, results: list[dict], cells: list[str]) -> None:
             + [number(result["cells"].get(cell)) for cell in cells]
             + [result.get("needs_manual_grade", 0), spreadsheet_text(" | ".join(result.get("notes", []))),
                spreadsheet_text(result.get("origin", ""))])
-    _atomic_write(path, rows.getvalue())
+    atomic_write(path, rows.getvalue())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def atomic_write(path: Path, text: str) -> None:
+    """Write *path* through a temporary file and a rename: a reader never sees half of it."""
+    tmp = _temporary(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy *source* to *target* through a temporary file and a rename, as :func:`atomic_write` does."""
+    tmp = _temporary(target)
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _temporary(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not named after *path*: a student's feedback page may already have the longest name a folder allows.
+    return path.with_name(f".{os.getpid()}.tmp")
 
 
 def write_status_page(path, student_id: str, assignment: str, status: str, detail: str, max_score: float) -> None:
@@ -73,7 +87,7 @@ def write_status_page(path, student_id: str, assignment: str, status: str, detai
 <p>Submit the notebook of this assignment (a <code>.ipynb</code> file saved from Jupyter) and ask your
 instructor to grade it again.</p></body></html>
 """
-    _atomic_write(Path(path), page)
+    atomic_write(Path(path), page)
 
 
 # -- cache --------------------------------------------------------------------------------------
@@ -109,7 +123,7 @@ class Cache:
     def put(self, result: dict) -> None:
         if result.get("status") == st.GRADER_ERROR:
             return  # never reuse a failure of the grader itself
-        _atomic_write(self._path(result["student_id"]), json.dumps(result, ensure_ascii=False))
+        atomic_write(self._path(result["student_id"]), json.dumps(result, ensure_ascii=False))
 
 
 # -- summary ------------------------------------------------------------------------------------
@@ -130,11 +144,11 @@ def summary(results: list[dict], max_score: float, seconds: float, jobs: int, re
         bins = 5
         top = max_score or 1.0
         edges = [top * i / bins for i in range(bins + 1)]
-        histogram = Counter(min(int(score / top * bins), bins - 1) if top else 0 for score in scores)
+        histogram = Counter(min(int(score / top * bins), bins - 1) for score in scores)
         biggest = max(histogram.values())
         for i in range(bins):
             label = f"{number(edges[i])}–{number(edges[i + 1])}"
-            bar = "█" * round(20 * histogram.get(i, 0) / biggest) if biggest else ""
+            bar = "█" * round(20 * histogram.get(i, 0) / biggest)
             lines.append(f"  {label.ljust(18)} {histogram.get(i, 0):5d}  {bar}")
         lines.append(f"  mean {statistics.mean(scores):.2f}, median {number(statistics.median(scores))}, "
                      f"min {number(min(scores))}, max {number(max(scores))}")

@@ -1,7 +1,7 @@
 """One grading run, end to end: ``python -m autograde grade`` calls :func:`grade`.
 
 1. Build (or reuse) the template course from ``source/<assignment>`` (:mod:`autograde.course`).
-2. Start the warm kernel server in the background (:mod:`autograde.zygote`).
+2. Meanwhile the warm kernel server, which the command line started first, imports torch (:mod:`autograde.zygote`).
 3. Unzip the submissions if needed, and find one per student (:mod:`autograde.submissions`).
 4. Reuse cached results; grade the rest in parallel (:mod:`autograde.scheduler`).
 5. Write grades.csv and the feedback pages, print the summary (:mod:`autograde.report`).
@@ -48,11 +48,10 @@ class Options:
     timeout: int | None = None  # None: the course's Execute.timeout, else 60
     memory_mb: int = 2048
     force: bool = False
-    kernel: str = "warm"  # or "cold"
     progress: bool = True
     keep_work: bool = False
     guard: bool = True
-    server: WarmKernelServer | None = None  # a warm kernel server started early (see cli.py)
+    server: WarmKernelServer | None = None  # warm kernels: a server started early (see cli.py); None: cold kernels
 
 
 def feedback_name(student_id: str) -> str:
@@ -93,15 +92,13 @@ def grade(options: Options, stream=sys.stdout) -> list[dict]:
 
     course = Course(options.course, options.assignment)
     template = Template(course, work / "template").prepare(log)
-    jobs = options.jobs or available_cores()
+    cores = available_cores()
+    jobs = options.jobs or cores
     timeout = options.timeout or course.default_timeout()
 
     server = options.server
     ipc_root = None
     try:
-        if options.kernel == "warm" and server is None:
-            server = WarmKernelServer.for_assignment(course.source, work)
-
         input_dir = work / f"input-{os.getpid()}"
         root, input_notes, truncated = open_submissions(options.submissions, input_dir)
         chooser = NotebookChooser(course.notebook, course.assignment, template.grade_ids)
@@ -112,7 +109,7 @@ def grade(options: Options, stream=sys.stdout) -> list[dict]:
         ipc_root = tempfile.mkdtemp(prefix="autograde-", dir="/tmp")
         class_course = FormgraderCourse(out / "nbgrader", template).prepare()
         settings = Settings(jobs_dir=str(work / "jobs"), timeout=timeout, limits=Limits(memory_mb=options.memory_mb),
-                            threads=max(1, available_cores() // jobs), guard=options.guard,
+                            threads=max(1, cores // jobs), guard=options.guard,
                             keep_work=options.keep_work, class_course=str(class_course.root), ipc_root=ipc_root)
         grading_settings = {"timeout": timeout, "memory_mb": options.memory_mb, "guard": options.guard,
                             "max_output_bytes": settings.max_output_bytes, "version": GRADER_VERSION}

@@ -80,9 +80,20 @@ def become_subreaper() -> bool:
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+def die_with_parent(sig: int) -> bool:
     """Ask the kernel to send *sig* to this process when its parent dies."""
     return _prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def _stat_fields(pid) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...); None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ..."; comm may contain spaces and parentheses, so split after the last ")".
+    return stat[stat.rfind(b")") + 2:].split()
 
 
 def process_table() -> dict[int, tuple[int, int, str]]:
@@ -95,13 +106,9 @@ def process_table() -> dict[int, tuple[int, int, str]]:
     for name in names:
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+        fields = _stat_fields(name)
+        if fields is None:
             continue  # it exited while we looked
-        # "pid (comm) state ppid ..."; comm may contain spaces and parentheses, so split after the last ")".
-        fields = stat[stat.rfind(b")") + 2:].split()
         try:
             table[int(name)] = (int(fields[1]), int(fields[21]) * PAGE_SIZE, fields[0].decode())
         except (IndexError, ValueError):
@@ -131,12 +138,10 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
-    except OSError:
-        return sys.platform.startswith("linux") is False
+    fields = _stat_fields(pid)
+    if fields is None:
+        return not sys.platform.startswith("linux")
+    return fields[:1] != [b"Z"]
 
 
 def reap_children() -> dict[int, int]:
@@ -153,7 +158,7 @@ def reap_children() -> dict[int, int]:
     return reaped
 
 
-def kill_descendants(root: int | None = None, rounds: int = 100) -> int:
+def kill_descendants(root: int | None = None) -> int:
     """SIGKILL everything below *root* (default: this process) until nothing is left; returns how many.
 
     Killed processes cannot fork any more, so repeating converges even against a fork bomb. Orphans
@@ -161,9 +166,9 @@ def kill_descendants(root: int | None = None, rounds: int = 100) -> int:
     """
     root = os.getpid() if root is None else root
     killed = 0
-    for _ in range(rounds):
-        pids = descendants(root)
-        alive = [pid for pid in pids if process_alive(pid)]
+    for _ in range(100):
+        table = process_table()
+        alive = [pid for pid in descendants(root, table) if table[pid][2] != "Z"]
         if not alive:
             break
         for pid in alive:
@@ -185,6 +190,26 @@ def kill_descendants(root: int | None = None, rounds: int = 100) -> int:
                 break
             time.sleep(0.005)
     return killed
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL *pid* and everything below it."""
+    kill_descendants(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    kill_descendants(pid)  # what it started between the first pass and its death
+
+
+def kill_orphans(keep) -> None:
+    """Kill the trees of this process's children that are not in *keep* (orphans re-parented to a subreaper).
+
+    Exited children are left for the caller to reap."""
+    me = os.getpid()
+    for pid, (ppid, _rss, state) in process_table().items():
+        if ppid == me and pid not in keep and state != "Z":
+            kill_tree(pid)
 
 
 def apply_kernel_limits(limits: Limits) -> None:
@@ -293,7 +318,7 @@ def supervise(start_kernel, limits: Limits, owner_pid: int | None = None, status
                 os._exit(70)
         os._exit(0)
 
-    reason, exit_code = None, 0
+    exit_code = 0
     kernel_status = None
     next_check = 0.0
     while True:
@@ -302,25 +327,21 @@ def supervise(start_kernel, limits: Limits, owner_pid: int | None = None, status
         if kernel_pid in reaped:
             kernel_status = reaped[kernel_pid]
             break
-        if term:
-            reason = reason or "stopped by the grader"
-            break
-        if owner_pid and not process_alive(owner_pid):
-            reason = "grader went away"
+        if term or (owner_pid and not process_alive(owner_pid)):  # asked to stop, or the grader went away
             break
         now = time.monotonic()
         if now >= next_check:
             next_check = now + limits.watchdog_interval_s
             table = process_table()
-            tree = [os.getpid()] + descendants(os.getpid(), table)
-            rss = sum(table[pid][1] for pid in tree if pid in table and pid != os.getpid())
+            tree = descendants(os.getpid(), table)  # the kernel and everything it started
+            rss = sum(table[pid][1] for pid in tree)
             if rss > limits.memory_mb << 20:
-                reason, exit_code = MEMORY_LIMIT, 137
-                write_status(status_path, reason=reason, rss_mb=rss >> 20, limit_mb=limits.memory_mb)
+                exit_code = 137
+                write_status(status_path, reason=MEMORY_LIMIT, rss_mb=rss >> 20, limit_mb=limits.memory_mb)
                 break
-            if len(tree) - 1 > limits.max_processes:
-                reason, exit_code = TOO_MANY_PROCESSES, 137
-                write_status(status_path, reason=reason, processes=len(tree) - 1, limit=limits.max_processes)
+            if len(tree) > limits.max_processes:
+                exit_code = 137
+                write_status(status_path, reason=TOO_MANY_PROCESSES, processes=len(tree), limit=limits.max_processes)
                 break
     # Stop the kernel and everything it started; orphans are ours to kill because we are a subreaper.
     kill_descendants()

@@ -25,8 +25,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import status as st
-from .sandbox import kill_descendants, process_table
-from .worker import Job, Settings, run_job
+from .report import atomic_write
+from .sandbox import kill_orphans, kill_tree, reap_children
+from .worker import Job, Settings, fail, new_result, run_job
 
 tqdm.monitor_interval = 0  # no monitor thread: this process forks
 
@@ -37,10 +38,7 @@ def _worker_main(job: Job, template, settings: Settings, result_path: str) -> No
     for fd in (0, 1, 2):  # keep the terminal for the progress bar; the job has its own log
         os.dup2(devnull, fd)
     result = run_job(job, template, settings)
-    tmp = f"{result_path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, ensure_ascii=False)
-    os.replace(tmp, result_path)
+    atomic_write(Path(result_path), json.dumps(result, ensure_ascii=False))
 
 
 class Scheduler:
@@ -56,7 +54,7 @@ class Scheduler:
 
     def run(self, jobs: list[Job], on_result=None) -> list[dict]:
         pending = deque(jobs)
-        running: dict = {}  # sentinel -> (process, job, started, result_path, attempt)
+        running: dict = {}  # sentinel -> (process, job, started, result_path)
         results = []
         counts = Counter()
         results_dir = Path(self.settings.jobs_dir) / "results"
@@ -99,7 +97,7 @@ class Scheduler:
                 now = time.monotonic()
                 for sentinel, (process, job, started, result_path) in list(running.items()):
                     if now - started > self.deadline_s:
-                        _kill_tree(process.pid)
+                        kill_tree(process.pid)
                         process.join()
                         running.pop(sentinel)
                         result = _failed(job, self.template, f"grading took longer than {self.deadline_s:.0f} s and was stopped",
@@ -108,7 +106,7 @@ class Scheduler:
                 self._sweep_orphans({p.pid for p, *_ in running.values()})
         except KeyboardInterrupt:
             for process, *_ in running.values():
-                _kill_tree(process.pid)
+                kill_tree(process.pid)
             raise
         finally:
             bar.close()
@@ -116,24 +114,8 @@ class Scheduler:
 
     def _sweep_orphans(self, workers: set[int]) -> None:
         """Kill processes re-parented to us (descendants of a worker we had to kill)."""
-        me = os.getpid()
-        for pid, (ppid, _rss, state) in process_table().items():
-            if ppid == me and pid not in workers and pid not in self.keep_alive and state != "Z":
-                _kill_tree(pid)
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            pass
-
-
-def _kill_tree(pid: int) -> None:
-    kill_descendants(pid)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    kill_descendants(pid)
+        kill_orphans(workers | self.keep_alive)
+        reap_children()
 
 
 def _read(path: str) -> dict | None:
@@ -145,10 +127,6 @@ def _read(path: str) -> dict | None:
 
 
 def _failed(job: Job, template, why: str, status: str = st.GRADER_ERROR) -> dict:
-    from .report import write_status_page
-
-    write_status_page(job.feedback_path, job.student_id, template.course.assignment, status, why, template.max_score)
-    return {"student_id": job.student_id, "origin": job.origin, "status": status, "statuses": [status],
-            "notes": job.notes + [why], "cells": {cell.grade_id: 0.0 for cell in template.cells},
-            "needs_manual_grade": 0, "score": 0.0, "max_score": template.max_score,
-            "feedback": job.feedback_path, "cache_key": job.cache_key}
+    result = fail(new_result(job, template), job, template, status, why)
+    result["status"] = status
+    return result

@@ -137,30 +137,24 @@ def discover(root: Path, chooser: NotebookChooser, unpack_dir: Path, truncated=f
                 except (zipfile.BadZipFile, OSError) as exc:
                     found.append(Submission(student_id, entry, origin, notes=[f"unreadable zip: {exc}"]))
                     continue
-                found.append(_from_folder(student_id, target, origin, chooser, extraction))
+                found.append(_from_folder(student_id, target, origin, chooser, extraction.truncated))
             else:
                 found.append(Submission(student_id, entry, origin,
                                         status=TOO_LARGE if entry in truncated else None))
         elif entry.is_dir():
-            submission = _from_folder(entry.name, entry, origin, chooser)
-            if submission.path in truncated:
-                submission.status = TOO_LARGE
-            found.append(submission)
+            found.append(_from_folder(entry.name, entry, origin, chooser, truncated))
     return _unique_ids(found)
 
 
-def _from_folder(student_id: str, folder: Path, origin: str, chooser: NotebookChooser,
-                 extraction: safezip.Extraction | None = None) -> Submission:
+def _from_folder(student_id: str, folder: Path, origin: str, chooser: NotebookChooser, truncated) -> Submission:
     notebooks = _notebooks_under(folder)
     if not notebooks:
         files = [p for p in folder.rglob("*") if p.is_file()]
         what = ", ".join(sorted(str(p.relative_to(folder)) for p in files)[:5]) or "nothing"
         return Submission(student_id, None, origin, status=NO_NOTEBOOK, notes=[f"no .ipynb file (found {what})"])
     best, notes = chooser.choose(folder, notebooks)
-    submission = Submission(student_id, best, f"{origin}/{best.relative_to(folder)}", notes=notes)
-    if extraction is not None and best in extraction.truncated:
-        submission.status = TOO_LARGE
-    return submission
+    return Submission(student_id, best, f"{origin}/{best.relative_to(folder)}",
+                      status=TOO_LARGE if best in truncated else None, notes=notes)
 
 
 def _unique_ids(found: list[Submission]) -> list[Submission]:

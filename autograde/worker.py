@@ -36,10 +36,10 @@ from . import kernels
 from . import status as st
 from .course import Template, course_config
 from .execute import GuardedExecute
-from .feedback import FeedbackExporter, feedback_preprocessors, prewarm_feedback
-from .formgrader import publish_autograded, publish_submitted, student_folder
+from .feedback import FeedbackExporter, prewarm_feedback
+from .formgrader import publish_autograded, publish_submitted, read_scores, student_folder
 from .normalize import NotGradable, RestoreCells, read_submission
-from .report import write_status_page
+from .report import atomic_copy, write_status_page
 from .sandbox import Limits, become_subreaper, kill_descendants, read_status
 
 STUDENT = "student"  # the student's id inside the private course
@@ -115,9 +115,7 @@ def run_job(job: Job, template: Template, settings: Settings) -> dict:
     shutil.rmtree(jobdir, ignore_errors=True)
     jobdir.mkdir(parents=True)
     log = _job_logger(jobdir)
-    result = {"student_id": job.student_id, "origin": job.origin, "statuses": [], "notes": list(job.notes),
-              "cells": {}, "needs_manual_grade": 0, "score": 0.0, "max_score": template.max_score,
-              "feedback": job.feedback_path, "cache_key": job.cache_key}
+    result = new_result(job, template)
     try:
         if job.known_status or job.path is None:
             raise NotGradable(job.known_status or st.NO_NOTEBOOK, "; ".join(job.notes) or "nothing to grade")
@@ -138,23 +136,15 @@ def run_job(job: Job, template: Template, settings: Settings) -> dict:
                 log.error("grading failed (%s kernel):\n%s", "warm" if warm else "cold", traceback.format_exc())
                 if attempt == len(attempts) - 1:
                     raise
-                result.update(statuses=[s for s in result["statuses"] if s == st.RESTORED], notes=result["notes"][:])
+                result["statuses"] = [s for s in result["statuses"] if s == st.RESTORED]
     except NotGradable as exc:
-        result["statuses"].append(exc.status)
-        result["notes"].append(exc.detail)
-        result["cells"] = {cell.grade_id: 0.0 for cell in template.cells}
-        write_status_page(job.feedback_path, job.student_id, template.course.assignment, exc.status,
-                          exc.detail, template.max_score)
+        fail(result, job, template, exc.status, exc.detail)
     except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: still a row, status says so
         log.error("grader error:\n%s", traceback.format_exc())
         failed = Path(settings.jobs_dir).parent / "failed" / job.key
-        result["statuses"].append(st.GRADER_ERROR)
-        result["notes"].append(f"grader error: {type(exc).__name__}: {str(exc)[:300]} (log: {failed / 'grading.log'})")
-        result["cells"] = {cell.grade_id: 0.0 for cell in template.cells}
-        result["score"] = 0.0
-        write_status_page(job.feedback_path, job.student_id, template.course.assignment, st.GRADER_ERROR,
-                          "The grader could not grade this notebook; your instructor has been told.",
-                          template.max_score)
+        fail(result, job, template, st.GRADER_ERROR,
+             f"grader error: {type(exc).__name__}: {str(exc)[:300]} (log: {failed / 'grading.log'})",
+             shown="The grader could not grade this notebook; your instructor has been told.")
     finally:
         kill_descendants()
         for handler in list(log.handlers):
@@ -172,6 +162,25 @@ def run_job(job: Job, template: Template, settings: Settings) -> dict:
         shutil.move(str(jobdir), failed)
     elif not settings.keep_work:
         shutil.rmtree(jobdir, ignore_errors=True)
+    return result
+
+
+def new_result(job: Job, template: Template) -> dict:
+    """The result row of *job* before it is graded: no score yet."""
+    return {"student_id": job.student_id, "origin": job.origin, "statuses": [], "notes": list(job.notes),
+            "cells": {}, "needs_manual_grade": 0, "score": 0.0, "max_score": template.max_score,
+            "feedback": job.feedback_path, "cache_key": job.cache_key}
+
+
+def fail(result: dict, job: Job, template: Template, status: str, detail: str, shown: str | None = None) -> dict:
+    """*result* for a submission that could not be graded: *status*, zero for every cell, and a feedback
+    page that says why (*shown*, else *detail*)."""
+    result["statuses"].append(status)
+    result["notes"].append(detail)
+    result["cells"] = {cell.grade_id: 0.0 for cell in template.cells}
+    result["score"] = 0.0
+    write_status_page(job.feedback_path, job.student_id, template.course.assignment, status, shown or detail,
+                      template.max_score)
     return result
 
 
@@ -221,11 +230,9 @@ def _grade(nb, original, jobdir: Path, template: Template, settings: Settings, w
     coursedir = CourseDirectory(config=config)
     converter = SandboxedAutograde(execute, coursedir=coursedir, config=config, log=log)
     converter.force = True
-    cwd = os.getcwd()
     try:
         converter.start()
     finally:
-        os.chdir(cwd)
         shutil.rmtree(kernels.SETTINGS.ipc_dir, ignore_errors=True)
     report = execute.report
     result["kernel"] = "warm" if kernels.SETTINGS.started_warm else "cold"
@@ -234,31 +241,20 @@ def _grade(nb, original, jobdir: Path, template: Template, settings: Settings, w
     if report["tampering"]:
         result["notes"].append("tampering: " + "; ".join(report["tampering"]))
 
-    config.GenerateFeedback.preprocessors = feedback_preprocessors(
-        course.config.get("GenerateFeedback", {}).get("preprocessors"))
+    config.GenerateFeedback.preprocessors = course.feedback_preprocessors()
     config.GenerateFeedback.exporter_class = FeedbackExporter
     feedback = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=log)
     feedback.force = True
-    try:
-        feedback.start()
-    finally:
-        os.chdir(cwd)
-    html = jobdir / "feedback" / STUDENT / course.assignment / f"{course.notebook}.html"
-    _publish(html, Path(result["feedback"]))
+    feedback.start()
+    atomic_copy(jobdir / "feedback" / STUDENT / course.assignment / f"{course.notebook}.html",
+                Path(result["feedback"]))
 
-    book = {"grades": {}, "comments": {}}
     with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
         notebook = gb.find_submission_notebook(course.notebook, course.assignment, STUDENT)
-        penalty = notebook.late_submission_penalty or 0.0
-        for grade in notebook.grades:
-            score = grade.score  # the manual score if any, else the automatic one
-            result["cells"][grade.name] = None if grade.needs_manual_grade else float(score or 0.0)
-            result["needs_manual_grade"] += int(bool(grade.needs_manual_grade))
-            book["grades"][grade.name] = [grade.auto_score, bool(grade.needs_manual_grade)]
-        for comment in notebook.comments:
-            book["comments"][comment.name] = comment.auto_comment
-        result["score"] = max(0.0, float(notebook.score) - penalty)
+        read_scores(notebook, result)
         result["max_score"] = float(notebook.max_score)
+        book = {"grades": {grade.name: [grade.auto_score, bool(grade.needs_manual_grade)] for grade in notebook.grades},
+                "comments": {comment.name: comment.auto_comment for comment in notebook.comments}}
     if settings.class_course and student_folder(result["student_id"]):
         class_course = Path(settings.class_course)
         publish_autograded(jobdir / "autograded" / STUDENT / course.assignment,
@@ -266,11 +262,3 @@ def _grade(nb, original, jobdir: Path, template: Template, settings: Settings, w
         publish_submitted(Path(original), class_course / "submitted" / result["student_id"] / course.assignment /
                           f"{course.notebook}.ipynb")
         result["gradebook"] = book
-
-
-def _publish(source: Path, target: Path) -> None:
-    """Copy a finished file into the output folder atomically (a reader never sees half of it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)

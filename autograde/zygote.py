@@ -30,8 +30,7 @@ import sys
 import time
 
 from .imports import imported_modules
-from .sandbox import (Limits, become_subreaper, kill_descendants, process_alive, process_table, reap_children,
-                      supervise)
+from .sandbox import Limits, become_subreaper, kill_descendants, kill_orphans, process_alive, reap_children, supervise
 
 # Packages the zygote may import in advance when the assignment does (well-behaved at import: no threads, no I/O).
 PRELOADABLE = {"torch", "torchvision", "numpy", "scipy", "sklearn", "pandas", "matplotlib", "PIL", "tqdm"}
@@ -151,13 +150,7 @@ def serve(socket_path: str, parent_pid: int, kernel_sys_path: list[str]) -> None
             break
         if time.monotonic() > next_sweep:  # orphans land here (we are a subreaper): none may live on
             next_sweep = time.monotonic() + 1.0
-            for pid, (ppid, _rss, state) in process_table().items():
-                if ppid == os.getpid() and pid not in supervisors and state != "Z":
-                    kill_descendants(pid)
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+            kill_orphans(supervisors)
         if not readable:
             continue
         conn, _ = listener.accept()
@@ -269,10 +262,6 @@ class WarmKernelServer:
             if self.process.poll() is not None:
                 return False
         return False
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process is None:

@@ -4,19 +4,20 @@ Each section is a module in this package with a `run()` that measures and return
 """
 import datetime
 import importlib
-import os
 import platform
 import sys
 from pathlib import Path
 
 import torch
 
+from resnet_course.cores import available_cores
+
 SECTIONS = ["lessons", "grading"]
 REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
 def machine_line():
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU (everything ran on the CPU)"
     return (f"Measured {datetime.date.today()} on {platform.machine()} Linux, {cores} cores, {gpu}, "
             f"Python {platform.python_version()}, torch {torch.__version__}.")

@@ -25,17 +25,18 @@ from pathlib import Path
 
 import nbformat
 
+from resnet_course.cores import available_cores
+
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = os.environ.get("BENCH_ASSIGNMENT", "residual_blocks")
 COPIES = int(os.environ.get("BENCH_COPIES", "12"))
 _MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
 
-def reference_submission(course: Path, assignment: str) -> nbformat.NotebookNode:
+def reference_submission(course: Path, assignment: str, notebook: str) -> nbformat.NotebookNode:
     """The release notebook with every answer cell filled in from the source (what a perfect student hands in)."""
-    source_path = next((course / "source" / assignment).glob("*.ipynb"))
-    source = nbformat.read(source_path, as_version=4)
-    release_path = course / "release" / assignment / source_path.name
+    source = nbformat.read(course / "source" / assignment / notebook, as_version=4)
+    release_path = course / "release" / assignment / notebook
     release = nbformat.read(release_path, as_version=4) if release_path.exists() else copy.deepcopy(source)
     answers = {c.metadata["nbgrader"]["grade_id"]: _MARKERS.sub("", c.source) for c in source.cells
                if c.metadata.get("nbgrader", {}).get("solution")}
@@ -69,9 +70,9 @@ def run(course: Path = REPO, assignment: str = ASSIGNMENT, copies: int = COPIES)
     bin_dir = str(Path(python).parent)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}")
     nbgrader = shutil.which("nbgrader", path=env["PATH"]) or "nbgrader"
-    submission = reference_submission(course, assignment)
     notebook = next((course / "source" / assignment).glob("*.ipynb")).name
-    cores = len(os.sched_getaffinity(0))
+    submission = reference_submission(course, assignment, notebook)
+    cores = available_cores()  # the grader's own count: its default --jobs
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         tmp = Path(tmp)
         # Stock nbgrader: its own course folder, no config file (so nothing of this repository's).

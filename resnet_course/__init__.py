@@ -9,7 +9,7 @@ _HOMES = {
     "load_cifar10": "data", "load_digits": "data",
     "choose_device": "device", "seed_everything": "device", "set_threads": "device", "start_lesson": "device",
     "cifar_style_net": "models", "count_parameters": "models",
-    "plot_gradient_norms": "plots", "plot_loss_curves": "plots",
+    "plot_digits": "plots", "plot_gradient_norms": "plots", "plot_loss_curves": "plots",
     "quiz": "quizzes",
     "gradient_norms": "training", "train": "training",
 }

@@ -1,12 +1,11 @@
 """Whether an optional, heavier lesson step should run here: it needs a GPU, and CIFAR-10 on disk or reachable."""
 import os
 import socket
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import torch
 
-from .data import CIFAR10_URL, DEFAULT_CACHE
+from .data import CIFAR10_URL, DEFAULT_CACHE, archive_path
 
 CIFAR_VARIABLE = "RESNET_COURSE_CIFAR"  # "1": run even on a CPU; "0": never run
 
@@ -18,10 +17,6 @@ def can_reach(host, port=443, timeout=2.0):
             return True
     except OSError:
         return False
-
-
-def cifar10_on_disk(root=DEFAULT_CACHE, url=CIFAR10_URL):
-    return (Path(root).expanduser() / url.rsplit("/", 1)[-1]).is_file()
 
 
 def cifar10_skip_reason(device, allow_cpu=False, root=DEFAULT_CACHE, url=CIFAR10_URL, timeout=2.0):
@@ -37,7 +32,7 @@ def cifar10_skip_reason(device, allow_cpu=False, root=DEFAULT_CACHE, url=CIFAR10
         return ("this kernel has no GPU, and on a CPU even a short CIFAR-10 training takes several minutes. "
                 "On a GPU runtime (in Colab: Runtime > Change runtime type > GPU) it runs by itself; "
                 "to run it on this CPU anyway, set RUN_ON_CPU = True and run the cell again.")
-    if cifar10_on_disk(root, url):
+    if archive_path(root, url).is_file():
         return None
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits as _sklearn_digits
 from tqdm.auto import tqdm
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -20,7 +19,6 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEFAULT_CACHE = Path(os.environ.get("RESNET_COURSE_DATA", Path.home() / ".cache" / "resnet_course"))
 
 
@@ -30,7 +28,9 @@ class DataError(RuntimeError):
 
 def load_digits(device="cpu"):
     """sklearn's 1,797 handwritten digits as images of shape (N, 1, 8, 8), standardized, and int64 labels."""
-    digits = _sklearn_digits()
+    from sklearn.datasets import load_digits as sklearn_digits  # here: importing sklearn takes about a second
+
+    digits = sklearn_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1)
     images = (images - images.mean()) / images.std()
     labels = torch.tensor(digits.target, dtype=torch.int64)
@@ -55,12 +55,17 @@ def load_cifar10(train=True, root=DEFAULT_CACHE, limit=None, device="cpu", url=C
 def fetch_archive(url, root, md5):
     """The archive behind `url` in `root`, downloaded unless already there; its MD5 checksum is always verified."""
     root.mkdir(parents=True, exist_ok=True)
-    target = root / Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1]))
+    target = archive_path(root, url)
     if not target.exists():
         _download(url, target, md5)
     elif (actual := file_md5(target)) != md5:
         raise DataError(f"{target} is corrupted: its MD5 is {actual}, expected {md5}. Delete it to download it again.")
     return target
+
+
+def archive_path(root, url):
+    """Where the archive behind `url` is kept in `root`."""
+    return Path(root).expanduser() / urllib.request.url2pathname(url.rsplit("/", 1)[-1])
 
 
 def _download(url, target, md5):
@@ -93,30 +98,39 @@ def file_md5(path):
 
 def read_cifar10_archive(archive, train=True):
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 from the python-format CIFAR-10 tar.gz."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    names = [f"{CIFAR10_FOLDER}/data_batch_{i}" for i in range(1, 6)] if train else [f"{CIFAR10_FOLDER}/test_batch"]
+    found = {}
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            batches = [_read_batch(tar, f"{CIFAR10_FOLDER}/{name}") for name in names]
+            # One pass in the archive's own order: going back in a gzip stream decompresses it again from the start.
+            for member in tar:
+                if member.name in names:
+                    found[member.name] = _read_batch(tar, member)
+                    if len(found) == len(names):
+                        break
     except (tarfile.TarError, EOFError, OSError, zlib.error, pickle.UnpicklingError) as error:
         raise DataError(f"{archive} is not a readable CIFAR-10 archive: {error}") from error
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise DataError(f"the CIFAR-10 archive has no {missing[0]}")
+    batches = [found[name] for name in names]
     images = np.concatenate([b[0] for b in batches]).reshape(-1, 3, 32, 32)
     labels = np.concatenate([b[1] for b in batches]).astype(np.int64)
     return images, labels
 
 
 def _read_batch(tar, member):
-    try:
-        raw = tar.extractfile(member)
-    except KeyError:
-        raise DataError(f"the CIFAR-10 archive has no {member}") from None
+    raw = tar.extractfile(member)
+    if raw is None:
+        raise DataError(f"{member.name} in the CIFAR-10 archive is not a file")
     batch = _ArrayUnpickler(io.BytesIO(raw.read()), encoding="bytes").load()
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"])
     except (KeyError, TypeError, ValueError) as error:
-        raise DataError(f"{member} in the CIFAR-10 archive is not a data batch: {error!r}") from None
+        raise DataError(f"{member.name} in the CIFAR-10 archive is not a data batch: {error!r}") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(f"{member} holds data of shape {data.shape} and {len(labels)} labels; "
+        raise DataError(f"{member.name} holds data of shape {data.shape} and {len(labels)} labels; "
                         f"expected (N, 3072) and N labels")
     return data, labels
 

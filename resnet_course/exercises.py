@@ -154,9 +154,9 @@ def check_residual_chain(residual_chain):
 
 # Lesson 3 ---------------------------------------------------------------------------------------------------
 
-def check_same_padding(padding, kernel_size=5, size=32):
-    """`padding` must keep a size x size map at size x size under a stride-1 kernel_size x kernel_size conv."""
-    name = "same_padding"
+def check_same_padding(padding):
+    """`padding` must keep a 32x32 map at 32x32 under a stride-1 5x5 convolution."""
+    name, kernel_size, size = "same_padding", 5, 32
     if padding is None:
         return _result(name, NOT_DONE, "replace None with a whole number, then run this cell again.")
     if isinstance(padding, bool) or not isinstance(padding, int):
@@ -219,12 +219,12 @@ def check_pad_shortcut(pad_shortcut):
 
 # Lesson 5 ---------------------------------------------------------------------------------------------------
 
-def check_ranking(ranking, histories, last=10):
+def check_ranking(ranking, histories):
     """`ranking` must list the runs of `histories` from the lowest final training loss to the highest."""
     name = "ranking"
     if ranking is None:
         return _result(name, NOT_DONE, "replace None with a list of the four labels, lowest final loss first.")
-    finals = {label: final_loss(losses, last) for label, losses in histories.items()}
+    finals = {label: final_loss(losses) for label, losses in histories.items()}
     truth = sorted(finals, key=finals.get)
     if isinstance(ranking, str) or not isinstance(ranking, (list, tuple)):
         return _result(name, FAILED, f"give a list of labels, e.g. {list(histories)!r} in the right order.")

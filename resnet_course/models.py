@@ -4,7 +4,6 @@ Depth is 6n + 2: a 3x3 stem convolution, three stages of n blocks (two 3x3 convo
 double while the feature maps halve, then global average pooling and one linear layer. Downsampling shortcuts
 use the paper's parameter-free option A: subsample the input and pad the new channels with zeros.
 """
-import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -25,16 +24,19 @@ def conv3x3(in_channels, out_channels, stride=1, bias=False):
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
 
 
+def norm_layer(channels, batch_norm):
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
 class ResidualUnit(nn.Module):
     """conv-BN-ReLU-conv-BN, plus the (option A) shortcut, then ReLU."""
 
     def __init__(self, in_channels, out_channels, stride, batch_norm=True, conv_bias=False):
         super().__init__()
-        norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
         self.conv1 = conv3x3(in_channels, out_channels, stride, conv_bias)
-        self.norm1 = norm(out_channels)
+        self.norm1 = norm_layer(out_channels, batch_norm)
         self.conv2 = conv3x3(out_channels, out_channels, 1, conv_bias)
-        self.norm2 = norm(out_channels)
+        self.norm2 = norm_layer(out_channels, batch_norm)
         needs_reshape = stride != 1 or in_channels != out_channels
         self.skip = PaddedShortcut(out_channels, stride) if needs_reshape else nn.Identity()
 
@@ -55,8 +57,7 @@ def cifar_style_net(depth, residual=True, widths=(8, 16, 32), in_channels=1, num
     if init not in ("he", "default"):
         raise ValueError(f'init must be "he" or "default", got {init!r}')
     blocks_per_stage = (depth - 2) // 6
-    norm = nn.BatchNorm2d if batch_norm else (lambda channels: nn.Identity())
-    layers = [conv3x3(in_channels, widths[0], bias=conv_bias), norm(widths[0]), nn.ReLU()]
+    layers = [conv3x3(in_channels, widths[0], bias=conv_bias), norm_layer(widths[0], batch_norm), nn.ReLU()]
     channels = widths[0]
     for stage, width in enumerate(widths):
         for index in range(blocks_per_stage):
@@ -64,8 +65,8 @@ def cifar_style_net(depth, residual=True, widths=(8, 16, 32), in_channels=1, num
             if residual:
                 layers.append(ResidualUnit(channels, width, stride, batch_norm, conv_bias))
             else:
-                layers += [conv3x3(channels, width, stride, conv_bias), norm(width), nn.ReLU(),
-                           conv3x3(width, width, 1, conv_bias), norm(width), nn.ReLU()]
+                layers += [conv3x3(channels, width, stride, conv_bias), norm_layer(width, batch_norm), nn.ReLU(),
+                           conv3x3(width, width, 1, conv_bias), norm_layer(width, batch_norm), nn.ReLU()]
             channels = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     net = nn.Sequential(*layers)

@@ -5,12 +5,14 @@ beside this file, and the right answer is stored as a salted hash, so neither th
 gives it away. In JupyterLab, classic Jupyter, Binder and Colab the learner clicks an option and "Check";
 wherever widgets cannot render, the same question shows as text and `quiz("key").answer("B")` checks it.
 """
+import functools
 import hashlib
 import html
 import json
 import string
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 try:
     import ipywidgets as widgets
@@ -100,16 +102,13 @@ class Quiz:
         return widgets.VBox([header, choices, button, result])
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = {"text/plain": self.question.as_text()}
-        if self._view is not None:
-            bundle.update(self._view._repr_mimebundle_(**kwargs) or {})
-            bundle["text/plain"] = self.question.as_text()
-        return bundle
+        view = self._view._repr_mimebundle_(**kwargs) if self._view is not None else None
+        return {**(view or {}), "text/plain": self.question.as_text()}
 
 
 def load_questions(source=None):
     """All questions by key, from questions.json beside this module unless `source` names another file."""
-    text = open(source).read() if source else resources.files(__package__).joinpath("questions.json").read_text()
+    text = Path(source).read_text() if source else resources.files(__package__).joinpath("questions.json").read_text()
     questions = {}
     for entry in json.loads(text):
         question = Question(entry["key"], entry["prompt"], tuple(entry["options"]), entry["digest"],
@@ -120,9 +119,14 @@ def load_questions(source=None):
     return questions
 
 
+@functools.cache
+def _course_questions():
+    return load_questions()
+
+
 def quiz(key):
     """The question called `key`, ready to display and answer."""
-    questions = load_questions()
+    questions = _course_questions()
     if key not in questions:
         raise KeyError(f"no question {key!r}; there are: {', '.join(sorted(questions))}")
     return Quiz(questions[key])

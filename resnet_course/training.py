@@ -16,12 +16,16 @@ def train(model, images, labels, steps=100, lr=2e-3, batch_size=128, seed=0, dev
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     losses = torch.empty(steps, device=device)
-    order, cursor = torch.randperm(len(images), generator=generator), 0
+
+    def shuffled():  # drawn on the CPU, so the order is the same on every device; moved once per epoch
+        return torch.randperm(len(images), generator=generator).to(device)
+
+    order, cursor = shuffled(), 0
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         if cursor + batch_size > len(order):
-            order, cursor = torch.randperm(len(images), generator=generator), 0
-        batch = order[cursor:cursor + batch_size].to(device)
+            order, cursor = shuffled(), 0
+        batch = order[cursor:cursor + batch_size]
         cursor += batch_size
         loss = loss_fn(model(images[batch]), labels[batch])
         optimizer.zero_grad(set_to_none=True)

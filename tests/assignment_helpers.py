@@ -12,6 +12,7 @@ Two graders:
 """
 import ast
 import contextlib
+import functools
 import io
 import os
 import re
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +81,16 @@ def graded_test_cells(nb):
     return cells
 
 
+@functools.cache
+def _source_test_cells():
+    """graded_test_cells of the master copy, read once (read-only: the packing of the wrong solutions asks often)."""
+    return types.MappingProxyType(graded_test_cells(read_notebook(SOURCE_NB)))
+
+
 def cells_of(parts, nb=None, hidden=None):
     """The grade ids of the test cells of these graded parts (only hidden or only visible ones if asked)."""
-    nb = nb or read_notebook(SOURCE_NB)
-    return {grade_id for grade_id, (part, _, has_hidden) in graded_test_cells(nb).items()
+    cells = graded_test_cells(nb) if nb else _source_test_cells()
+    return {grade_id for grade_id, (part, _, has_hidden) in cells.items()
             if part in parts and (hidden is None or hidden == has_hidden)}
 
 
@@ -90,6 +98,19 @@ def affected_cells(parts, nb=None):
     """The test cells that answers to these parts can change: their own, and the visible tests of later parts."""
     later = set().union(*(DOWNSTREAM[part] for part in parts)) - set(parts) if parts else set()
     return cells_of(parts, nb) | cells_of(later, nb, hidden=False)
+
+
+def marked_lines(source, what, min_length=25):
+    """The lines (stripped) of at least `min_length` characters between `### BEGIN <what>` and `### END <what>`."""
+    lines, inside = [], False
+    for line in source.splitlines():
+        if f"BEGIN {what}" in line:
+            inside = True
+        elif f"END {what}" in line:
+            inside = False
+        elif inside and len(line.strip()) >= min_length:
+            lines.append(line.strip())
+    return lines
 
 
 def strip_solution_markers(source):
@@ -201,16 +222,20 @@ def write_submission(course, student, nb):
     nbformat.write(nb, str(folder / f"{NOTEBOOK}.ipynb"))
 
 
+def autograded_path(course, student):
+    return Path(course) / "autograded" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+
+
 def autograde_student(course, student, attempts=2):
     """`nbgrader autograde` for one student (again if a kernel fails to start); returns the CPU seconds it took."""
-    target = Path(course) / "autograded" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    target = autograded_path(course, student)
     for _ in range(attempts):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = nbgrader(["autograde", ASSIGNMENT, "--force", "--student", student], cwd=course, check=False)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if result.returncode == 0 and target.exists():
             return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    raise RuntimeError(f"nbgrader autograde failed for {student}:\n{result.stderr[-5000:]}")
+    raise RuntimeError(f"nbgrader autograde failed for {student} in {course}:\n{result.stderr[-5000:]}")
 
 
 def read_scores(course, students):
@@ -225,7 +250,7 @@ def read_scores(course, students):
 
 
 def autograded_notebook(course, student):
-    return read_notebook(Path(course) / "autograded" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    return read_notebook(autograded_path(course, student))
 
 
 @dataclass
@@ -265,15 +290,8 @@ def grade_with_nbgrader(submissions, workdir, processes=1):
     # Kernels started side by side can, rarely, pick the same TCP port; nbgrader then drops that submission.
     # Those are graded again, one at a time.
     for student in students:
-        course = courses[student]
-        for _ in range(2):
-            if (course / "autograded" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb").exists():
-                break
-            retry = nbgrader(["autograde", ASSIGNMENT, "--force", "--student", student], cwd=course, check=False)
-            logs.append(retry.stdout + retry.stderr)
-        else:
-            if not (course / "autograded" / student / ASSIGNMENT / f"{NOTEBOOK}.ipynb").exists():
-                raise RuntimeError(f"nbgrader autograde failed for {student} in {course}:\n{logs[-1][-5000:]}")
+        if not autograded_path(courses[student], student).exists():
+            autograde_student(courses[student], student)
     wall = time.monotonic() - wall_start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)

@@ -10,7 +10,10 @@ answer cells (matched by nbgrader ``grade_id``), optionally with a cheat in fron
 from __future__ import annotations
 
 import copy
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -32,6 +35,30 @@ c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPre
 '''
 
 HIDDEN_MARK = "double must work for integer tensors"
+
+
+def tool_env(**extra) -> dict[str, str]:
+    """The environment for the grading tool and nbgrader: the venv's scripts first on PATH, plus *extra*."""
+    return dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}", **extra)
+
+
+def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
+    """`python -m autograde ARGS...`, its output captured as text."""
+    return subprocess.run([str(PYTHON), "-m", "autograde", *map(str, args)], cwd=cwd, env=tool_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def stock_nbgrader(root: Path, source: Path, assignment: str, course_id: str, *flags: str):
+    """Stock nbgrader on a course folder: copy *source* (a source/ folder) in, `nbgrader generate_assignment`, then
+    `nbgrader autograde` of what is under submitted/. Returns the course's Gradebook (to use in a `with`)."""
+    from nbgrader.api import Gradebook
+
+    shutil.copytree(source, root / "source")
+    nbgrader = [str(PYTHON), "-m", "nbgrader"]
+    subprocess.run([*nbgrader, "generate_assignment", assignment, *flags], cwd=root, env=tool_env(), check=True,
+                   capture_output=True)
+    subprocess.run([*nbgrader, "autograde", assignment, *flags], cwd=root, env=tool_env(), capture_output=True)
+    return Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id)
 
 
 def _md(cell, **nbgrader):
@@ -66,16 +93,12 @@ def mini_source() -> nbformat.NotebookNode:
 
 def make_course(root: Path) -> Path:
     """A course folder with source/mini/mini.ipynb and release/mini/mini.ipynb (made by nbgrader)."""
-    import os
-    import subprocess
-
     root.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text(_COURSE_CONFIG)
     (root / "source" / MINI).mkdir(parents=True, exist_ok=True)
     nbformat.write(mini_source(), root / "source" / MINI / f"{MINI}.ipynb")
-    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}", PYTHONPATH=str(REPO))
     subprocess.run([str(PYTHON.parent / "nbgrader"), "generate_assignment", MINI, "--force", "--no-db"], check=True,
-                   env=env, cwd=root, capture_output=True)
+                   env=tool_env(PYTHONPATH=str(REPO)), cwd=root, capture_output=True)
     return root
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import assignment_helpers as ah  # noqa: E402
+import assignment_helpers as ah
 
 POINTS = {"conv_output_size": 2, "make_shortcut": 3, "ResidualBlock": 6, "PlainBlock": 3, "build_network": 4}
 SIGNATURES = {
@@ -138,13 +137,8 @@ def test_release_holds_no_solution_and_no_hidden_test():
         assert marker not in text, f"{marker!r} appears in the release"
     # No line of a solution reaches the release (short lines like `return out` may, by coincidence).
     for cell in ah.answer_cells(source).values():
-        inside = False
-        for line in cell.source.splitlines():
-            if "BEGIN SOLUTION" in line or "END SOLUTION" in line:
-                inside = "BEGIN" in line
-                continue
-            if inside and len(line.strip()) >= 25:
-                assert line.strip() not in text, f"the solution line {line.strip()!r} appears in the release"
+        for line in ah.marked_lines(cell.source, "SOLUTION"):
+            assert line not in text, f"the solution line {line!r} appears in the release"
     assert "YOUR ANSWER HERE" in text, "the written answer is cleared"
     # Every graded definition in the release is a stub that raises NotImplementedError.
     for cell in code_cells(release):

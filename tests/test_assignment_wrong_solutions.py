@@ -11,15 +11,13 @@ The same cases also run in-process first: quick, and with the failure messages i
 """
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import assignment_helpers as ah  # noqa: E402
-from wrong_solutions import ALL, CORRECT, WRONG  # noqa: E402
+import assignment_helpers as ah
+from wrong_solutions import ALL, CORRECT, WRONG
 
 COLLECTION_BUDGET_SECONDS = 600  # the whole collection, wall clock, on the 2-core reference machine
 ALL_TEST_CELLS = set(ah.graded_test_cells(ah.read_notebook(ah.SOURCE_NB)))

@@ -7,8 +7,6 @@ test_autograde_release.py.
 import copy
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import time
 import zipfile
@@ -19,20 +17,14 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograde_cheats import CODE_CHEATS, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat
-from autograde_fixtures import (HIDDEN_MARK, MINI, PYTHON, REPO, answers_from_source, cell_index, fill,
-                                insert_after, make_course, read_csv, write)
+from autograde_fixtures import (HIDDEN_MARK, MINI, answers_from_source, cell_index, fill, insert_after, make_course,
+                                read_csv, run_cli, stock_nbgrader, write)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
 WRONG = "def double(x):\n    return 3 * x\n"
 TESTS = ["test_visible", "test_hidden"]
 ESCAPE_MARK = "654.321"
-
-
-def run_cli(*args, cwd=REPO, timeout=600):
-    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
-    return subprocess.run([str(PYTHON), "-m", "autograde", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -322,19 +314,13 @@ def test_the_cheats_fool_stock_nbgrader_but_not_this_tool(course, mini, graded, 
     """The cheat suite is real: stock `nbgrader autograde` gives these wrong solutions points."""
     import shutil
 
-    from nbgrader.api import Gradebook
-
     release, _ = mini
     stock = tmp_path / "stock"
-    shutil.copytree(course / "source", stock / "source")
+    stock.mkdir()
     shutil.copy(course / "nbgrader_config.py", stock)
     for name in STOCK_FOOLED:
         write(fill(release, {"double": with_cheat(WRONG, name)}), stock / "submitted" / name / MINI / f"{MINI}.ipynb")
-    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
-    nbgrader = [str(PYTHON), "-m", "nbgrader"]
-    subprocess.run([*nbgrader, "generate_assignment", MINI], cwd=stock, env=env, check=True, capture_output=True)
-    subprocess.run([*nbgrader, "autograde", MINI], cwd=stock, env=env, capture_output=True)
-    with Gradebook(f"sqlite:///{stock / 'gradebook.db'}", "fixture-course") as gb:
+    with stock_nbgrader(stock, course / "source", MINI, "fixture-course") as gb:
         stock_scores = {s.student.id: s.score for s in gb.find_assignment(MINI).submissions}
     assert all(stock_scores[name] > 0 for name in STOCK_FOOLED), stock_scores
     assert all(graded["rows"][f"cheat_{name}"]["score"] == "0" for name in STOCK_FOOLED)

@@ -6,24 +6,20 @@ Submissions are built the way students make them: the release notebook with answ
 import copy
 import html
 import json
-import os
 import re
-import subprocess
 import sys
 
 import nbformat
 import pytest
 
+from assignment_helpers import ASSIGNMENT, RELEASE_NB, SOURCE_NB, graded_test_cells, marked_lines
 from autograde_cheats import NOTEBOOK_CHEATS, with_cheat
-from autograde_fixtures import PYTHON, REPO, answers_from_source, cell_index, fill, mini_source, read_csv
-
-ASSIGNMENT = "residual_blocks"
-SOURCE = REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-RELEASE = REPO / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+from autograde_fixtures import (REPO, answers_from_source, cell_index, fill, mini_source, read_csv, run_cli,
+                                stock_nbgrader)
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
-    pytest.mark.skipif(not (SOURCE.exists() and RELEASE.exists()), reason="the assignment is not released yet"),
+    pytest.mark.skipif(not (SOURCE_NB.exists() and RELEASE_NB.exists()), reason="the assignment is not released yet"),
 ]
 
 HONEST = ["correct", "wrong", "unanswered"]
@@ -31,29 +27,15 @@ CHEATS = ["patch_comparisons", "input_transformer_try_except", "session_send_hid
           "patch_catch_warnings", "shadow_torch_name", "run_cell_swallows_errors", "trace_skips_asserts"]
 
 
-def _nbgrader(cell):
-    return cell.metadata.get("nbgrader", {})
-
-
 @pytest.fixture(scope="module")
 def assignment():
-    source = nbformat.read(SOURCE, as_version=4)
-    release = nbformat.read(RELEASE, as_version=4)
+    source = nbformat.read(SOURCE_NB, as_version=4)
+    release = nbformat.read(RELEASE_NB, as_version=4)
     answers = answers_from_source(source)
-    tests = [_nbgrader(c)["grade_id"] for c in source.cells
-             if _nbgrader(c).get("grade") and not _nbgrader(c).get("solution") and c.cell_type == "code"]
-    points = {_nbgrader(c)["grade_id"]: float(_nbgrader(c).get("points") or 0) for c in source.cells
-              if _nbgrader(c).get("grade")}
-    hidden = set()
-    for cell in source.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if "BEGIN HIDDEN TESTS" in line:
-                inside = True
-            elif "END HIDDEN TESTS" in line:
-                inside = False
-            elif inside and len(line.strip()) >= 25:
-                hidden.add(line.strip())
+    test_cells = graded_test_cells(source)  # grade_id -> (part, points, has hidden tests), in notebook order
+    tests = list(test_cells)
+    points = {grade_id: value for grade_id, (_, value, _) in test_cells.items()}
+    hidden = {line for cell in source.cells for line in marked_lines(cell.source, "HIDDEN TESTS")}
     # A hidden reference implementation may share lines with the answers: those are the student's own.
     hidden -= {line.strip() for answer in answers.values() for line in answer.splitlines()}
     return {"source": source, "release": release, "answers": answers, "tests": tests, "points": points,
@@ -118,10 +100,8 @@ def graded(assignment, tmp_path_factory):
         target.write_text(json.dumps(subs[name], indent=1), encoding="utf-8")
     (folder / "broken.ipynb").write_text(nbformat.writes(correct)[:1000], encoding="utf-8")
     out = tmp_path_factory.mktemp("out")
-    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
-    done = subprocess.run([str(PYTHON), "-m", "autograde", "grade", str(folder), "--assignment", ASSIGNMENT,
-                           "--out", str(out), "--jobs", "2", "--timeout", "30", "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    done = run_cli("grade", folder, "--assignment", ASSIGNMENT, "--out", out, "--jobs", "2", "--timeout", "30",
+                   "--no-progress", timeout=1200)
     rows = read_csv(out / "grades.csv") if (out / "grades.csv").exists() else {}
     return {"done": done, "rows": rows, "out": out, "names": set(subs) | {"broken"}, "stock": honest}
 
@@ -195,19 +175,9 @@ def test_feedback_never_shows_hidden_test_code(graded, assignment):
 
 def test_honest_work_gets_what_stock_nbgrader_gives(graded, assignment):
     """The sandbox, the guard and the restoring change nothing for notebooks that play by the rules."""
-    import shutil
-
-    from nbgrader.api import Gradebook
-
     stock = graded["stock"]
-    shutil.copytree(REPO / "source", stock / "source")
-    env = dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
     flags = ["--CourseDirectory.course_id=stock", f"--CourseDirectory.root={stock}"]
-    nbgrader = [str(PYTHON), "-m", "nbgrader"]
-    subprocess.run([*nbgrader, "generate_assignment", ASSIGNMENT, *flags], cwd=stock, env=env, check=True,
-                   capture_output=True)
-    subprocess.run([*nbgrader, "autograde", ASSIGNMENT, *flags], cwd=stock, env=env, capture_output=True)
-    with Gradebook(f"sqlite:///{stock / 'gradebook.db'}", "stock") as gb:
+    with stock_nbgrader(stock, REPO / "source", ASSIGNMENT, "stock", *flags) as gb:
         for name in HONEST:
             notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, name)
             expected = {grade.name: float(grade.score or 0) for grade in notebook.grades if grade.name in assignment["tests"]}

@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from autograde import safezip
 from autograde import status as st
-from autograde.execute import bound_names, used_builtins
+from autograde.imports import bound_names, used_builtins
 from autograde.feedback import REDACTED, HideHiddenTests
 from autograde.normalize import NotGradable, RestoreCells, read_submission
 from autograde.report import write_grades
@@ -25,11 +25,8 @@ from autograde_fixtures import mini_source
 
 def _zip(path: Path, entries):
     with zipfile.ZipFile(path, "w") as zf:
-        for name, data in entries:
-            if isinstance(name, zipfile.ZipInfo):
-                zf.writestr(name, data)
-            else:
-                zf.writestr(name, data)
+        for name, data in entries:  # name: a str or a zipfile.ZipInfo
+            zf.writestr(name, data)
     return path
 
 
@@ -297,3 +294,19 @@ def test_bound_names_and_used_builtins():
     assert bound_names(source) == {"np", "F", "nn", "DEVICE", "a", "b", "c", "helper", "K"}
     assert used_builtins("assert isinstance(x, int) and len(y) == 2\nraise AssertionError") == {
         "isinstance", "int", "len", "AssertionError"}
+
+
+def test_a_forged_ran_marker_in_the_metadata_does_not_count(monkeypatch):
+    from autograde.execute import GuardedExecute
+
+    ran, forged = _test_cell("assert True"), _test_cell("assert False")
+    forged.metadata.nbgrader["grade_id"] = "forged"
+    forged.metadata.autograde = {"ran": "ok"}  # what a submission could carry to fake a run
+
+    async def run_only_the_first(self):  # no kernel: pretend the first cell ran and the run stopped there
+        self._ran[id(self.nb.cells[0])] = "ok"
+
+    monkeypatch.setattr(GuardedExecute, "_async_run", run_only_the_first)
+    nb, _ = GuardedExecute(guard=False).preprocess(new_notebook(cells=[ran, forged]), {})
+    assert nb.cells[0].outputs == []
+    assert [o.ename for o in nb.cells[1].outputs] == ["NotRun"]

@@ -20,11 +20,14 @@ def test_digits_are_standardized_images():
 
 
 def make_cifar_archive(path, per_batch=4, seed=0):
-    """A CIFAR-10 python archive in the real layout, with `per_batch` random images per batch."""
+    """A CIFAR-10 python archive in the real layout, with `per_batch` random images per batch.
+
+    The batches are stored in the real archive's order, which is not 1 to 5.
+    """
     rng = np.random.default_rng(seed)
     batches = {}
     with tarfile.open(path, "w:gz") as tar:
-        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        for name in ["data_batch_4", "test_batch", "data_batch_3", "data_batch_2", "data_batch_5", "data_batch_1"]:
             batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
                      b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
                      b"batch_label": name.encode()}

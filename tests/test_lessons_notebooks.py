@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from IPython.core.inputtransformer2 import TransformerManager
 
+from assignment_helpers import GRADED, python_of_cell
 from resnet_course.quizzes import load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ LESSONS = [
     "05_plain_vs_residual.ipynb",
     "06_from_block_to_network.ipynb",
 ]
-GRADED_NAMES = {"conv_output_size", "make_shortcut", "ResidualBlock", "PlainBlock", "build_network"}
+GRADED_NAMES = set(GRADED)
 SETUP_CELL = '''try:
     import resnet_course
 except ImportError:
@@ -40,7 +40,7 @@ def code_cells(notebook):
 
 def parse(code):
     """A code cell as a Python syntax tree, with IPython's %magics turned into plain calls first."""
-    return ast.parse(TransformerManager().transform_cell(code))
+    return ast.parse(python_of_cell(code))
 
 
 def quiz_keys(code):

@@ -1,7 +1,8 @@
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
-from resnet_course.plots import plot_gradient_norms, plot_loss_curves
+from resnet_course.plots import plot_digits, plot_gradient_norms, plot_loss_curves
 
 
 def test_loss_curves_share_one_log_axis():
@@ -35,3 +36,13 @@ def test_figure_renders_to_png(tmp_path):
 def test_figure_displays_itself_as_png_without_pyplot():
     png = plot_loss_curves({"run": [1.0, 0.1]})._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_digits_row_shows_each_image_with_its_label():
+    images = torch.arange(10 * 4, dtype=torch.float32).view(10, 1, 2, 2)
+    labels = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])
+    figure = plot_digits(images, labels, count=4)
+    assert len(figure.axes) == 4
+    assert [axes.get_title() for axes in figure.axes] == ["3", "1", "4", "1"]
+    assert np.array_equal(figure.axes[2].get_images()[0].get_array(), images[2, 0].numpy())
+    assert not figure.axes[0].axison

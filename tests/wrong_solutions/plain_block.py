@@ -1,6 +1,6 @@
 """Wrong plain blocks."""
 from . import case
-from .templates import PLAIN_FORWARD, PLAIN_INIT, plain_block
+from .templates import ADDS_INPUT_WHEN_SHAPES_MATCH, PLAIN_FORWARD, PLAIN_INIT, plain_block
 
 VISIBLE = "test_plain_block_visible"
 NO_SHORTCUT = "test_plain_block_no_shortcut"
@@ -13,13 +13,7 @@ def forward(code):
 
 CASES = [
     case("pb_secret_skip", "adds its input whenever the shapes match (passes the visible tests)",
-         loses={NO_SHORTCUT, FORMULA}, PlainBlock=forward("""
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if out.shape == x.shape:
-            out = out + x
-        return F.relu(out)
-        """)),
+         loses={NO_SHORTCUT, FORMULA}, PlainBlock=forward(ADDS_INPUT_WHEN_SHAPES_MATCH)),
     case("pb_with_projection", "a residual block under another name: adds make_shortcut(...) (passes the visible "
          "tests)", loses={NO_SHORTCUT, FORMULA}, PlainBlock=plain_block(
              init=PLAIN_INIT + "self.shortcut = make_shortcut(in_channels, out_channels, stride)\n",

@@ -1,6 +1,6 @@
 """Wrong residual blocks."""
 from . import case
-from .templates import RESIDUAL_FORWARD, RESIDUAL_INIT, residual_block
+from .templates import ADDS_INPUT_WHEN_SHAPES_MATCH, RESIDUAL_FORWARD, RESIDUAL_INIT, residual_block
 
 VISIBLE = "test_residual_block_visible"
 LAYERS = "test_residual_block_layers"
@@ -113,13 +113,8 @@ CASES = [
              init=RESIDUAL_INIT.replace("self.shortcut =", "self.skip ="),
              forward=RESIDUAL_FORWARD.replace("self.shortcut(x)", "self.skip(x)"))),
     case("rb_adds_input_not_shortcut", "adds x itself, not shortcut(x), when the shape is unchanged, and nothing "
-         "otherwise (passes the visible tests)", loses={ADDS, FORMULA}, ResidualBlock=forward("""
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if out.shape == x.shape:
-            out = out + x
-        return F.relu(out)
-        """)),
+         "otherwise (passes the visible tests)", loses={ADDS, FORMULA},
+         ResidualBlock=forward(ADDS_INPUT_WHEN_SHAPES_MATCH)),
     case("rb_second_conv_from_input", "the second convolution sees conv1's output before BN and ReLU (passes the "
          "visible tests)", loses={FORMULA}, ResidualBlock=forward("""
         h = self.conv1(x)

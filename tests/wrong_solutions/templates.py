@@ -27,6 +27,16 @@ out = F.relu(self.bn1(self.conv1(x)))
 return F.relu(self.bn2(self.conv2(out)))
 """
 
+# A skip that is not a shortcut: adds the input itself, and only when the shapes match (a PlainBlock with a secret
+# skip connection, or a ResidualBlock that forgets make_shortcut).
+ADDS_INPUT_WHEN_SHAPES_MATCH = """
+out = F.relu(self.bn1(self.conv1(x)))
+out = self.bn2(self.conv2(out))
+if out.shape == x.shape:
+    out = out + x
+return F.relu(out)
+"""
+
 
 def _body(code):
     return textwrap.indent(textwrap.dedent(code).strip("\n"), " " * 8)
