@@ -12,9 +12,9 @@ ASSIGNMENT ?= residual_blocks
 # The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup lab test release grade bench lock browser clean
+.PHONY: setup lab test release grade bench lock browser bubblewrap clean
 
-setup: $(STAMP)
+setup: $(STAMP) bubblewrap
 
 $(STAMP): $(LOCK) pyproject.toml lab-overrides.json
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 12) else "Python 3.11 or 3.12 is needed, found %d.%d: run make PYTHON=python3.11" % v)'
@@ -64,6 +64,18 @@ browser:
 		echo "make browser: cannot install Chromium without root; the browser tests will be skipped"; exit 0; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
 		|| echo "make browser: apt-get could not install chromium; the browser tests will be skipped"
+
+# bubblewrap isolates every kernel that grades a submission (docs/instructors.md): Debian's and Ubuntu's package.
+# Without root or apt it says the one command that installs it; the grader then refuses to grade, and says why.
+bubblewrap:
+	@[ "$$(uname -s)" = Linux ] || exit 0; command -v bwrap >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+		echo "make bubblewrap: bubblewrap is missing; install it with: sudo apt-get install bubblewrap"; exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "make bubblewrap: no apt-get here; install bubblewrap with your \
+	package manager (dnf install bubblewrap, pacman -S bubblewrap)"; exit 0; }; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap >/dev/null; } \
+		|| echo "make bubblewrap: apt-get could not install it; install it with: sudo apt-get install bubblewrap"
 
 clean:
 	rm -rf $(VENV) submitted autograded feedback gradebook.db exchange

@@ -1,10 +1,21 @@
-"""nbgrader settings for this course; the repository root is the course root (source/, release/, ...)."""
+"""nbgrader settings for this course; the repository root is the course root (source/, release/, ...).
+
+The grading plugins make plain `nbgrader autograde`, formgrader's Autograde button and `python -m autograde grade`
+grade the same way, with the same protection (docs/instructors.md, "How grading works"):
+
+* RestoreCells puts back test and locked cells a submission deleted, edited, converted or unlocked;
+* GuardedExecute runs the notebook in a kernel isolated by the OS (bubblewrap: no view of the course, the
+  gradebooks, other submissions or the network), with a tamper guard around every test and timeouts that hold;
+* HideHiddenTests keeps the hidden tests out of feedback.
+"""
 import os
 
-from nbgrader.preprocessors import GetGrades
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
-from autograde.feedback import HideHiddenTests
+from autograde.execute import GuardedExecute
+from autograde.preprocessors import HideHiddenTests, RestoreCells
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
 
@@ -17,9 +28,16 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.d
 # The exchange lives in the repository (git-ignored), so JupyterLab's assignment list works without set-up.
 c.Exchange.root = os.path.join(COURSE_ROOT, "exchange")
 
-# A whole notebook gets this long per cell; the reference solution needs a few seconds in all.
-c.ExecutePreprocessor.timeout = 60
-c.Execute.timeout = 60
-
-# Feedback shows neither the hidden tests' code nor the hidden lines inside a traceback.
+# nbgrader's own steps, with the grading plugins in their places.
+c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCells, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
+                                      CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# A whole notebook gets this long per cell; the reference solution needs a few seconds in all.
+c.Execute.timeout = 60
+# Each kernel: 2 GB for all its processes together (like mybinder.org). Set `isolation = "none"` only to grade
+# code you trust on a machine without bubblewrap: the notebooks then run with your own access.
+c.IsolatedKernelManager.memory_mb = 2048
+c.IsolatedKernelManager.isolation = "bwrap"

@@ -1,22 +1,26 @@
 """Grade a whole class's notebooks on this course's nbgrader assignments: ``python -m autograde grade``.
 
-Modules, in the order a grading run uses them:
+The protections are nbgrader plugins, composed in ``nbgrader_config.py``, so that plain ``nbgrader autograde`` and
+formgrader's Autograde button grade the same way:
 
-* :mod:`autograde.cli` — the command line; :mod:`autograde.runner` — one grading run end to end;
-* :mod:`autograde.submissions`, :mod:`autograde.safezip` — find one submission per student in a folder or zip;
-* :mod:`autograde.course` — the instructor's course and the private nbgrader template built from it;
+* :mod:`autograde.preprocessors` — RestoreCells (put the assignment's cells back), HideHiddenTests (feedback);
+* :mod:`autograde.execute` — GuardedExecute: isolated kernels, the tamper guard, timeouts that hold;
+* :mod:`autograde.guard` — the tamper guard's code inside the kernel, and what it protects;
+* :mod:`autograde.sandbox` — the OS isolation of every kernel (bubblewrap), its limits, warm kernels.
+
+The rest is the parallel driver around them, in the order a grading run uses it:
+
+* :mod:`autograde.cli` — the command line; :mod:`autograde.run` — one grading run end to end;
+* :mod:`autograde.inputs`, :mod:`autograde.safezip` — one submission per student from a folder or zip;
+* :mod:`autograde.course` — the instructor's course, its configuration, the template every job copies;
 * :mod:`autograde.scheduler` — grade submissions in parallel worker processes, with progress and deadlines;
-* :mod:`autograde.worker` — grade one submission with nbgrader's Autograde and GenerateFeedback converters;
-* :mod:`autograde.normalize` — read a submitted file; put the assignment's cells and metadata back;
-* :mod:`autograde.execute` — nbgrader's Execute preprocessor with a tamper guard, hard timeouts, output caps;
-* :mod:`autograde.kernel_guard` — the part of the tamper guard that runs inside the student's kernel;
-* :mod:`autograde.kernels`, :mod:`autograde.sandbox`, :mod:`autograde.zygote` — sandboxed (and warm) kernels;
-* :mod:`autograde.report` — grades.csv, feedback pages, the cache and the summary;
-* :mod:`autograde.feedback` — feedback that never shows hidden tests.
+* :mod:`autograde.worker` — grade one submission with nbgrader's Autograde and GenerateFeedback;
+* :mod:`autograde.results` — the Result record, grades.csv, the cache and the summary;
+* :mod:`autograde.feedback` — feedback pages; :mod:`autograde.formgrader` — the class course for formgrader.
 """
 
 # Part of every cache key: bump it when a change to the grader can change grades.
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"
 
 
 class AutogradeError(Exception):

@@ -2,6 +2,7 @@
 
     python -m autograde grade SUBMISSIONS --assignment NAME --out DIR [--jobs N] [--timeout S]
                                 [--memory MB] [--force] [--course DIR] [--kernel warm|cold]
+                                [--isolation bwrap|none]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
 itself cannot run (no such assignment, unreadable SUBMISSIONS, ...), 2 for a usage error,
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -51,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--kernel", choices=["warm", "cold"], default="warm" if sys.platform.startswith("linux") else "cold",
                        help="warm: fork kernels from a process that imported torch once (default); "
                             "cold: start every kernel from scratch, as nbgrader does")
+    grade.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap",
+                       help="bwrap: the operating system isolates every notebook from your files, the network and "
+                            "each other (default; needs Linux and bubblewrap); none: notebooks run with your own "
+                            "access (only for code you trust; every row's notes say so)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.add_argument("--keep-work", action="store_true", help="keep each submission's work folder (debugging)")
-    grade.add_argument("--no-guard", action="store_true", help=argparse.SUPPRESS)  # benchmarks and debugging only
 
     return parser
 
@@ -78,26 +84,33 @@ def main(argv=None) -> int:
 def _grade(args) -> int:
     if not args.submissions.exists():
         raise AutogradeError(f"{args.submissions} does not exist")
+    from .sandbox import linux
+    from .sandbox.bwrap import isolation_problem
+    from .sandbox.zygote import WarmKernelServer
+
+    problem = isolation_problem() if args.isolation == "bwrap" else None
+    if problem:
+        raise AutogradeError(f"cannot grade safely: {problem}")
+    linux.become_subreaper()  # whatever a grading process leaves behind lands here, and is killed
     course = args.course or _default_course_root(args.assignment)
-    server = None
-    if args.kernel == "warm" and (course / "source" / args.assignment).is_dir():
-        # Start the warm kernel server first: it imports torch while this process imports nbgrader.
-        from .sandbox import become_subreaper
-        from .zygote import WarmKernelServer
-
-        become_subreaper()
-        server = WarmKernelServer.for_assignment(course / "source" / args.assignment, args.out.resolve() / ".autograde")
+    work = args.out.resolve() / ".autograde"
+    work.mkdir(parents=True, exist_ok=True)
+    run_root = tempfile.mkdtemp(prefix="autograde-", dir="/tmp")  # short: Unix socket paths are limited
+    source = course / "source" / args.assignment
+    # Started before nbgrader is imported: the server imports torch meanwhile.
+    server = WarmKernelServer.for_assignment(source, run_root, work, isolate=args.isolation == "bwrap") \
+        if args.kernel == "warm" and source.is_dir() else None
     try:
-        from .runner import Options, grade
+        from .run import Options, grade
 
-        options = Options(submissions=args.submissions, assignment=args.assignment, out=args.out, course=course,
-                          jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory, force=args.force,
-                          progress=not args.no_progress, keep_work=args.keep_work,
-                          guard=not args.no_guard, server=server)
-        grade(options)
+        grade(Options(submissions=args.submissions, assignment=args.assignment, out=args.out, course=course,
+                      run_root=run_root, server=server, jobs=args.jobs, timeout=args.timeout,
+                      memory_mb=args.memory, force=args.force, progress=not args.no_progress,
+                      keep_work=args.keep_work, isolation=args.isolation))
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(run_root, ignore_errors=True)
     return 0
 
 

@@ -1,14 +1,15 @@
-"""The instructor's course, and the private nbgrader course the grader derives from it.
+"""The instructor's course, the grading configuration, and the template every submission is graded in a copy of.
 
-The instructor's course is this repository: ``nbgrader_config.py`` at the root, the assignment
-with its solutions and hidden tests in ``source/<assignment>/``. The grader never writes there.
-Instead it builds a *template* course in its work folder, with nbgrader's own GenerateAssignment
-run on a copy of ``source/<assignment>``: that yields the gradebook (cells, points, checksums,
-hidden tests) and the release version of the notebook, exactly as ``nbgrader generate_assignment``
-would. Every submission is then graded in a copy of that template (see :mod:`autograde.worker`).
+The instructor's course is an nbgrader course folder: ``nbgrader_config.py`` at its root, the assignment with
+its solutions and hidden tests in ``source/<assignment>/``. The grader never writes there. It builds a *template*
+in its work folder instead, with nbgrader's own GenerateAssignment run on a copy of ``source/<assignment>``: that
+yields the gradebook (cells, points, checksums, hidden tests) and the release notebook, exactly as ``nbgrader
+generate_assignment`` would. The template is rebuilt only when the source changes (its fingerprint hashes the
+source folder, the grader's version and nbgrader's).
 
-The template is rebuilt only when the source changes (its fingerprint is a hash of the source
-folder, the grader's version and nbgrader's).
+Each submission is graded in a *job course* made from the template: the gradebook and the student's notebook
+(with the release's data files), nothing of ``source/``. The course's configuration is used as it is, with the
+grading plugins added where the course's own ``nbgrader_config.py`` lacks them (:func:`protect`).
 """
 from __future__ import annotations
 
@@ -21,21 +22,21 @@ from pathlib import Path
 
 import nbformat
 import nbgrader
-from nbgrader import utils
 from nbgrader.api import Gradebook
-from nbgrader.converters import GenerateAssignment
+from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells
 from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
-from .feedback import feedback_preprocessors
-from .imports import bound_names, imported_modules, used_builtins
+from .execute import GuardedExecute
+from .preprocessors import HideHiddenTests, RestoreCells, grade_id
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
 
 
 def load_course_config(root: Path) -> Config:
-    """The course's own nbgrader_config.py (feedback preprocessors, timeouts, course id), if any."""
+    """The course's own nbgrader_config.py (plugins, timeouts, course id, late penalties), if any."""
     path = root / "nbgrader_config.py"
     if not path.exists():
         return Config()
@@ -43,7 +44,7 @@ def load_course_config(root: Path) -> Config:
 
 
 def course_config(base: Config, root: Path, assignment: str, student: str = "*") -> Config:
-    """The course's configuration, pointed at another course folder (a template or a job)."""
+    """The course's configuration, pointed at another course folder (a template, a job, the class course)."""
     config = copy.deepcopy(base)
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = "sqlite:///" + str(root / "gradebook.db")
@@ -51,6 +52,35 @@ def course_config(base: Config, root: Path, assignment: str, student: str = "*")
     config.CourseDirectory.student_id = student
     config.CourseDirectory.notebook_id = "*"
     config.CourseDirectory.groupshared = False
+    return config
+
+
+def _configured(config: Config, cls, name: str) -> list:
+    value = config[cls.__name__].get(name)
+    return list(value) if value is not None else list(cls.class_traits()[name].default())
+
+
+def _subclass(item, cls) -> bool:
+    return isinstance(item, type) and issubclass(item, cls)
+
+
+def protect(config: Config) -> Config:
+    """*config* with the grading plugins wherever the course's configuration lacks them: RestoreCells before
+    OverwriteCells, GuardedExecute (with its isolated kernels) instead of nbgrader's Execute, HideHiddenTests in
+    feedback."""
+    sanitize = _configured(config, Autograde, "sanitize_preprocessors")
+    if not any(_subclass(pp, RestoreCells) for pp in sanitize):
+        at = next((i for i, pp in enumerate(sanitize) if _subclass(pp, OverwriteCells)), len(sanitize))
+        sanitize.insert(at, RestoreCells)
+    config.Autograde.sanitize_preprocessors = sanitize
+    config.Autograde.autograde_preprocessors = [
+        GuardedExecute if _subclass(pp, Execute) and not _subclass(pp, GuardedExecute) else pp
+        for pp in _configured(config, Autograde, "autograde_preprocessors")]
+    feedback = list(config.GenerateFeedback.get("preprocessors") or [GetGrades])
+    if not any(_subclass(pp, HideHiddenTests) for pp in feedback):
+        at = next((i + 1 for i, pp in enumerate(feedback) if pp is GetGrades), 0)
+        feedback.insert(at, HideHiddenTests)
+    config.GenerateFeedback.preprocessors = feedback
     return config
 
 
@@ -71,9 +101,9 @@ class Course:
             available = sorted(p.name for p in (self.root / "source").glob("*") if p.is_dir())
             hint = f" (found: {', '.join(available)})" if available else ""
             raise AutogradeError(f"no assignment {assignment!r} in {self.root / 'source'}{hint}")
-        self.config = load_course_config(self.root)
+        self.config = protect(load_course_config(self.root))
         self.course_id = self.config.CourseDirectory.get("course_id") or "course"
-        notebooks = sorted(p for p in self.source.glob("*.ipynb"))
+        notebooks = sorted(self.source.glob("*.ipynb"))
         if len(notebooks) != 1:
             raise AutogradeError(f"{self.source} must hold exactly one notebook, found {len(notebooks)}: "
                                  "the grader expects one notebook per student")
@@ -89,15 +119,11 @@ class Course:
         return digest.hexdigest()[:16]
 
     def default_timeout(self) -> int:
-        for section in ("Execute", "ExecutePreprocessor"):
+        for section in ("GuardedExecute", "Execute", "ExecutePreprocessor"):
             value = self.config.get(section, {}).get("timeout")
             if isinstance(value, int) and value > 0:
                 return value
         return 60
-
-    def feedback_preprocessors(self) -> list:
-        """GenerateFeedback's preprocessors: the course's (else nbgrader's GetGrades), always with HideHiddenTests."""
-        return feedback_preprocessors(self.config.get("GenerateFeedback", {}).get("preprocessors"))
 
 
 class Template:
@@ -112,17 +138,20 @@ class Template:
         return self.root / "gradebook.db"
 
     @property
+    def release_dir(self) -> Path:
+        return self.root / "release" / self.course.assignment
+
+    @property
     def release_path(self) -> Path:
-        return self.root / "release" / self.course.assignment / self.course.notebook_path.name
+        return self.release_dir / self.course.notebook_path.name
 
     def prepare(self, log: logging.Logger | None = None) -> "Template":
-        fingerprint = self.course.fingerprint()
+        self.fingerprint = self.course.fingerprint()
         stamp = self.root / "fingerprint"
-        if not (stamp.exists() and stamp.read_text() == fingerprint and self.gradebook.exists()
+        if not (stamp.exists() and stamp.read_text() == self.fingerprint and self.gradebook.exists()
                 and self.release_path.exists()):
             self._build(log)
-            stamp.write_text(fingerprint)
-        self.fingerprint = fingerprint
+            stamp.write_text(self.fingerprint)
         self._load()
         return self
 
@@ -133,11 +162,10 @@ class Template:
         shutil.copytree(self.course.source, self.root / "source" / self.course.assignment, ignore=IGNORED)
         config = course_config(self.course.config, self.root, self.course.assignment)
         config.GenerateAssignment.create_assignment = True
-        coursedir = CourseDirectory(config=config)
-        converter = GenerateAssignment(coursedir=coursedir, config=config,
+        converter = GenerateAssignment(coursedir=CourseDirectory(config=config), config=config,
                                        log=log or logging.getLogger("autograde.nbgrader"))
         try:
-            converter.start()  # it returns to the working directory it started in
+            converter.start()
         except Exception as exc:  # noqa: BLE001 - nbgrader's errors are plain exceptions
             raise AutogradeError(f"nbgrader could not generate {self.course.assignment!r} from its source: {exc}") from exc
         if not self.release_path.exists():
@@ -146,29 +174,16 @@ class Template:
     def _load(self) -> None:
         self.release = nbformat.read(self.release_path, as_version=4)
         source = nbformat.read(self.course.notebook_path, as_version=4)
-        self.cells: list[GradedCell] = []
         with Gradebook("sqlite:///" + str(self.gradebook), self.course.course_id) as gb:
             notebook = gb.find_notebook(self.course.notebook, self.course.assignment)
             points = {cell.name: float(cell.max_score) for cell in notebook.grade_cells}
-        order = [cell.metadata.nbgrader["grade_id"] for cell in source.cells
-                 if "nbgrader" in cell.metadata and "grade_id" in cell.metadata.nbgrader]
-        for grade_id in order:
-            if grade_id in points:
-                self.cells.append(GradedCell(grade_id, points[grade_id]))
+        order = [grade_id(cell) for cell in source.cells if grade_id(cell)]
+        self.cells = [GradedCell(cell_id, points[cell_id]) for cell_id in order if cell_id in points]
         self.max_score = sum(cell.points for cell in self.cells)
-        self.grade_ids = [c.metadata.nbgrader["grade_id"] for c in self.release.cells
-                          if "nbgrader" in c.metadata and "grade_id" in c.metadata.nbgrader]
-        # What the tamper guard protects, from the instructor's code cells (the locked ones: tests,
-        # hidden tests included, and given code): the names each binds, the builtins they use, and
-        # the modules they import, less those with state that changes as they are used (pyplot's
-        # current figure).
-        instructor = [cell for cell in source.cells if cell.cell_type == "code" and utils.is_locked(cell)]
-        self.pins, builtins = {}, set()
-        for cell in instructor:
-            grade_id = cell.metadata.nbgrader.get("grade_id")
-            if grade_id:
-                self.pins[grade_id] = sorted(bound_names(cell.source))
-                builtins |= used_builtins(cell.source)
-        self.builtin_names = sorted(builtins)
-        self.protected_modules = sorted(name for name in imported_modules(cell.source for cell in instructor)
-                                        if name.split(".")[0] not in ("matplotlib", "mpl_toolkits", "seaborn"))
+        self.grade_ids = [grade_id(cell) for cell in self.release.cells if grade_id(cell)]
+        self.data_files = [path for path in sorted(self.release_dir.rglob("*"))
+                           if path.is_file() and path.suffix != ".ipynb"]
+
+    def feedback_converter(self, root: Path, student: str, log) -> GenerateFeedback:
+        config = course_config(self.course.config, root, self.course.assignment, student)
+        return GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=log)

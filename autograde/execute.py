@@ -1,9 +1,11 @@
-"""nbgrader's Execute preprocessor, hardened for grading students' notebooks.
+"""nbgrader's Execute preprocessor, hardened for grading students' notebooks (configured in nbgrader_config.py).
 
 :class:`GuardedExecute` subclasses :class:`nbgrader.preprocessors.Execute` (itself nbclient) and
 changes what a hostile or broken notebook can do to the grading:
 
-* **Tamper guard.** The kernel-side guard (:mod:`autograde.kernel_guard`) is installed by a first
+* **An isolated kernel.** Its kernels come from :class:`autograde.sandbox.kernel.IsolatedKernelManager`: the OS
+  keeps the notebook away from the course, the gradebooks, other submissions and the network.
+* **Tamper guard.** The kernel-side guard (:mod:`autograde.guard.in_kernel`) is installed by a first
   cell the grader adds before the notebook's own, and short grader cells run before and after every
   instructor cell (see that module). A graded test cell only keeps its result when both of its
   guard cells ran and reported no tampering; otherwise the grader adds an error to it, which nbgrader
@@ -19,6 +21,10 @@ changes what a hostile or broken notebook can do to the grading:
   errors and ``execute_result`` values, which decide grades, are always kept (truncated if huge).
 * **Never credit what did not run.** nbgrader gives full marks to a test cell without outputs;
   every test cell that was not executed to the end gets an explicit error instead.
+
+What it protects is read from the notebook itself (after nbgrader's OverwriteCells put the instructor's cells
+back): the names the instructor's locked cells bind, the builtins they use and the modules they import. What it
+noticed goes into the notebook's ``autograde`` metadata (:func:`autograde.preprocessors.report`).
 """
 from __future__ import annotations
 
@@ -34,12 +40,15 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_output
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Dict, Integer, List, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from . import status as st
-from .sandbox import MEMORY_LIMIT, TOO_MANY_PROCESSES, read_status
+from .guard.source import bound_names, imported_modules, used_builtins
+from .preprocessors import add_to_report, report
+from .sandbox.kernel import IsolatedKernelManager
+from .sandbox.supervisor import MEMORY_LIMIT, TOO_MANY_PROCESSES
 
-GUARD_SOURCE = (Path(__file__).with_name("kernel_guard.py")).read_text()
+GUARD_SOURCE = (Path(__file__).parent / "guard" / "in_kernel.py").read_text()
 GUARD_ROLE = "autograde_guard"
 
 # Builtins a test cell is likely to call; names the test cells use are added per assignment.
@@ -67,14 +76,29 @@ class GuardedExecute(Execute):
     guard_timeout = Integer(30, help="Seconds a grader cell may take").tag(config=True)
     max_output_bytes = Integer(200_000, help="Output collected per cell; -1 for no limit").tag(config=True)
     max_error_chars = Integer(20_000, help="Longest error message kept").tag(config=True)
-    pins = Dict(help="grade_id -> names the instructor's cell binds (imports, helpers, test data)").tag(config=True)
-    builtin_names = List(help="builtins the test cells use").tag(config=True)
-    protected_modules = List(help="modules the instructor's cells import, protected like torch").tag(config=True)
-    kernel_status_path = Unicode(None, allow_none=True, help="status file of the sandbox supervisor").tag(config=True)
+    shutdown_kernel = Unicode("immediate", help="the supervisor kills the kernel and its processes at once").tag(
+        config=True)
 
     def __init__(self, *args, **kwargs):
+        # nbgrader's Execute passes its kernel manager class as an argument, which no configuration overrides.
+        kwargs.setdefault("kernel_manager_class", IsolatedKernelManager)
         super().__init__(*args, **kwargs)
-        self.report = self._new_report()
+
+    def _analyse(self, cells) -> None:
+        """What the guard protects, from the instructor's code cells (the locked ones: tests, hidden tests
+        included, and given code): the names each binds, the builtins they use, the modules they import (less
+        those whose state changes as they are used: pyplot's current figure)."""
+        instructor = [cell for cell in cells if cell.cell_type == "code" and utils.is_locked(cell)
+                      and not utils.is_solution(cell)]
+        self.pins, builtins = {}, set()
+        for cell in instructor:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id:
+                self.pins[grade_id] = sorted(bound_names(cell.source))
+                builtins |= used_builtins(cell.source)
+        self.builtin_names = sorted(builtins)
+        self.protected_modules = sorted(name for name in imported_modules(cell.source for cell in instructor)
+                                        if name.split(".")[0] not in ("matplotlib", "mpl_toolkits", "seaborn"))
 
     @staticmethod
     def _new_report() -> dict:
@@ -182,6 +206,7 @@ class GuardedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self.report = self._new_report()
         original = list(nb.cells)
+        self._analyse(original)
         plan = self._plan(original)
         nb.cells = plan
         NotebookClient.__init__(self, nb, km)  # as ExecutePreprocessor.preprocess does
@@ -193,12 +218,24 @@ class GuardedExecute(Execute):
             run_sync(self._async_run)()
         finally:
             nb.cells = self._verdicts(plan, original)
+            self._write_report(nb)
         return nb, self.resources
 
+    def _write_report(self, nb) -> None:
+        found = self.report
+        for status in sorted(found["statuses"]):
+            add_to_report(nb, status=status)
+        for note in found["notes"]:
+            add_to_report(nb, note=note)
+        if found["tampering"]:
+            add_to_report(nb, note="tampering: " + "; ".join(found["tampering"]))
+        report(nb)["kernel"] = {key: found[key] for key in ("warm", "kernel_cpu_s") if key in found}
+
     async def _async_run(self):
-        stopped = None
+        stopped, self._manager = None, None
         try:
             async with self.async_setup_kernel():
+                self._manager = self.km  # nbclient forgets it when the kernel is shut down
                 msg_id = await ensure_async(self.kc.kernel_info())
                 info = await self.async_wait_for_reply(msg_id)
                 if info is not None and "language_info" in info["content"]:
@@ -211,6 +248,9 @@ class GuardedExecute(Execute):
             stopped = stopped or self._kernel_reason()
         if stopped:
             self.report["stopped"] = stopped
+        if self._manager is not None:
+            self.report["warm"] = bool(getattr(self._manager, "started_warm", False))
+            self.report["kernel_cpu_s"] = self._stop_report().get("kernel_cpu_s")
 
     async def _run_cell(self, cell, index):
         guard = GUARD_ROLE in cell.metadata
@@ -237,7 +277,7 @@ class GuardedExecute(Execute):
         return None
 
     def _kernel_reason(self):
-        why = read_status(self.kernel_status_path)
+        why = self._stop_report()
         reason = why.get("reason")
         if reason == MEMORY_LIMIT:
             return st.MEMORY, f"the notebook used more than {why.get('limit_mb', '?')} MB of memory and was stopped"
@@ -246,6 +286,10 @@ class GuardedExecute(Execute):
         if why.get("signal"):
             return st.KERNEL_DIED, f"the kernel died (signal {why['signal']})"
         return st.KERNEL_DIED, "the kernel died (the notebook's code ended the Python process)"
+
+    def _stop_report(self) -> dict:
+        provisioner = getattr(self._manager, "provisioner", None)
+        return provisioner.stop_reason() if hasattr(provisioner, "stop_reason") else {}
 
     # -- verdicts --------------------------------------------------------------------------------
     def _verdicts(self, plan, original):

@@ -1,109 +1,17 @@
-"""Feedback that never reveals hidden tests."""
+"""Feedback pages: nbgrader's, rendered fast (every submission gets one), and the page of a file that could not
+be graded. Hidden tests are kept out by :class:`autograde.preprocessors.HideHiddenTests`."""
+from __future__ import annotations
+
+import copy
+import html
 import re
+from pathlib import Path
 
-from nbgrader import utils
-from nbgrader.preprocessors import ClearHiddenTests
-from traitlets import Integer
+import jinja2
+from nbconvert.exporters import HTMLExporter
+from nbconvert.exporters.templateexporter import TemplateExporter
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-REDACTED = "[hidden test line removed]"
-
-
-class HideHiddenTests(ClearHiddenTests):
-    """Remove hidden-test code from test cells, and cut the tracebacks of those cells down to the error itself.
-
-    nbgrader's ClearHiddenTests alone leaves the traceback, which quotes the hidden lines that failed.
-    Hidden lines can also reach other outputs: a student's function that prints the stack it was
-    called from, ``print(In[7])``, a traceback through a hidden helper. Every output line of every cell
-    that contains a line of a hidden region (of at least ``min_redacted_length`` characters) is
-    replaced by a marker.
-
-    Unlike ClearHiddenTests this never fails on a student's notebook: delimiters typed into a
-    student's own cell, or left unbalanced, are not an error.
-    """
-
-    min_redacted_length = Integer(
-        10, help="Shorter hidden lines (`pass`, `else:`) are too common to be redacted from outputs").tag(config=True)
-
-    def preprocess(self, nb, resources):
-        hidden = set()
-        for cell in nb.cells:
-            if utils.is_grade(cell) and not utils.is_solution(cell):
-                hidden |= self._hidden_lines(cell.source)
-        self._hidden = {line for line in hidden if len(line) >= self.min_redacted_length}
-        self._pattern = re.compile("|".join(re.escape(line) for line in sorted(self._hidden, key=len, reverse=True))) \
-            if self._hidden else None
-        nb, resources = super().preprocess(nb, resources)
-        if self._pattern is not None:
-            for cell in nb.cells:
-                for output in cell.get("outputs", []):
-                    self._redact_output(output)
-        return nb, resources
-
-    def _hidden_lines(self, source):
-        lines, inside = set(), False
-        for line in source.split("\n"):
-            if self.begin_test_delimeter in line:
-                inside = True
-                lines.add(self.begin_test_delimeter)
-            elif self.end_test_delimeter in line:
-                inside = False
-                lines.add(self.end_test_delimeter)
-            elif inside and line.strip():
-                lines.add(line.strip())
-        return lines
-
-    def _redact(self, text):
-        if not isinstance(text, str):
-            return text
-        out = []
-        for line in text.split("\n"):
-            plain = _ANSI.sub("", line)
-            if plain.strip() in self._hidden or self._pattern.search(plain):
-                out.append(REDACTED)
-            else:
-                out.append(line)
-        return "\n".join(out)
-
-    def _redact_output(self, output):
-        if "text" in output:
-            output["text"] = self._redact(output["text"])
-        for mime, value in list(output.get("data", {}).items()):
-            if mime.startswith("text/") or mime == "application/javascript":
-                output["data"][mime] = self._redact(value)
-        if output.get("output_type") == "error":
-            output["evalue"] = self._redact(output.get("evalue", ""))
-            output["traceback"] = [self._redact(line) for line in output.get("traceback", [])]
-
-    def _remove_hidden_test_region(self, cell):
-        try:
-            return super()._remove_hidden_test_region(cell)
-        except RuntimeError:  # nested or unterminated: hide everything from the first delimiter on
-            lines = cell.source.split("\n")
-            first = next(i for i, line in enumerate(lines) if self.begin_test_delimeter in line)
-            cell.source = "\n".join(lines[:first])
-            return True
-
-    def preprocess_cell(self, cell, resources, cell_index):
-        if not utils.is_grade(cell) or utils.is_solution(cell):
-            return cell, resources  # hidden tests live in test cells only; a student's text is theirs
-        had_hidden_tests = self.begin_test_delimeter in cell.source
-        cell, resources = super().preprocess_cell(cell, resources, cell_index)
-        if had_hidden_tests:
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
-        return cell, resources
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering feedback pages quickly: every submission gets one, so the per-page cost matters.
-# ---------------------------------------------------------------------------------------------
-
-import jinja2  # noqa: E402
-from nbgrader.preprocessors import GetGrades  # noqa: E402
-from nbconvert.exporters import HTMLExporter  # noqa: E402
-from nbconvert.exporters.templateexporter import TemplateExporter  # noqa: E402
+from .results import atomic_write, number
 
 _IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)", re.IGNORECASE)
 
@@ -154,8 +62,6 @@ class FeedbackExporter(HTMLExporter):
 
 def prewarm_feedback(config, nb) -> None:
     """Render one page in this process, so that forked workers inherit compiled templates and lexers."""
-    import copy
-
     nb = copy.deepcopy(nb)
     nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3", "codemirror_mode": {
         "name": "ipython", "version": 3}, "file_extension": ".py", "mimetype": "text/x-python"}
@@ -169,10 +75,17 @@ def prewarm_feedback(config, nb) -> None:
     exporter.from_notebook_node(nb, resources={"nbgrader": {"score": 0, "max_score": 0, "late_penalty": 0}})
 
 
-def feedback_preprocessors(configured) -> list:
-    """The course's feedback preprocessors, with HideHiddenTests added if the course forgot it."""
-    chosen = list(configured or [GetGrades])
-    if not any(isinstance(pp, type) and issubclass(pp, HideHiddenTests) for pp in chosen):
-        at = next((i + 1 for i, pp in enumerate(chosen) if pp is GetGrades), 0)
-        chosen.insert(at, HideHiddenTests)
-    return chosen
+def write_status_page(path, student_id: str, assignment: str, status: str, detail: str, max_score: float) -> None:
+    """The feedback page of a submission that could not be graded: what went wrong, and the score."""
+    e = html.escape
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(assignment)}: feedback for {e(student_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:46em;margin:3em auto;line-height:1.5}}
+.status{{padding:1em;border-left:4px solid #c33;background:#fdf2f2}}</style></head>
+<body><h1>{e(assignment)}</h1><p>Feedback for <strong>{e(student_id)}</strong></p>
+<div class="status"><p><strong>Score: 0 / {e(number(max_score))}</strong></p>
+<p>Your submission could not be graded: <strong>{e(status)}</strong>.</p><p>{e(detail)}</p></div>
+<p>Submit the notebook of this assignment (a <code>.ipynb</code> file saved from Jupyter) and ask your
+instructor to grade it again.</p></body></html>
+"""
+    atomic_write(Path(path), page)

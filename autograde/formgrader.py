@@ -1,6 +1,6 @@
 """``--out/nbgrader/``: an nbgrader course with the whole class, for grading written answers by hand.
 
-Each submission is graded in a private course of its own (:mod:`autograde.worker`); this module
+Each submission is graded in a job course of its own (:mod:`autograde.worker`); this module
 gathers the results into one course that nbgrader's formgrader can open::
 
     DIR/nbgrader/nbgrader_config.py          (points nbgrader at this folder)
@@ -27,12 +27,10 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
-from nbgrader.converters import GenerateFeedback
-from nbgrader.coursedir import CourseDirectory
 
-from .course import IGNORED, Template, course_config
+from .course import IGNORED, Template
 from .feedback import FeedbackExporter
-from .report import atomic_copy, atomic_write
+from .results import Result, atomic_copy, atomic_write
 
 log = logging.getLogger("autograde")
 
@@ -52,13 +50,10 @@ if os.path.exists(INSTRUCTOR_CONFIG):
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
-if "preprocessors" not in c.GenerateFeedback:  # feedback must never show hidden tests
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import GetGrades
 
-    from autograde.feedback import HideHiddenTests
+from autograde.course import protect  # noqa: E402 - the grading plugins, if the instructor's config lacks them
 
-    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+protect(c)
 '''
 
 
@@ -100,15 +95,15 @@ class FormgraderCourse:
             instructor_config=str(self.course.root / "nbgrader_config.py")))
         return self
 
-    def merge(self, results: list[dict]) -> None:
+    def merge(self, results: list[Result]) -> None:
         """Write each graded result into the gradebook, then read its scores back (manual ones included)."""
         assignment, notebook = self.course.assignment, self.course.notebook
         with Gradebook(self.db_url, self.course.course_id) as gb:
             for result in results:
-                book = result.get("gradebook")
-                if not book or self.autograded_path(result["student_id"]) is None:
+                book = result.gradebook
+                if not book or self.autograded_path(result.student_id) is None:
                     continue
-                student = result["student_id"]
+                student = result.student_id
                 gb.update_or_create_student(student)
                 gb.update_or_create_submission(assignment, student)
                 submitted = gb.find_submission_notebook(notebook, assignment, student)
@@ -132,32 +127,31 @@ class FormgraderCourse:
                           for grade in submitted.grades if grade.manual_score is not None]
                 manual += [(comment.name, comment.manual_comment) for comment in submitted.comments
                            if comment.manual_comment]
-                result["manual"] = hashlib.sha1(json.dumps(sorted(map(str, manual))).encode()).hexdigest() \
+                result.manual = hashlib.sha1(json.dumps(sorted(map(str, manual))).encode()).hexdigest() \
                     if manual else None
 
-    def render_feedback(self, result: dict) -> None:
+    def render_feedback(self, result: Result) -> None:
         """The student's feedback page, from this gradebook (with the manual grades and comments)."""
-        path = self.autograded_path(result["student_id"])
-        config = course_config(self.course.config, self.root, self.course.assignment, "student")
-        converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=log)
+        path = self.autograded_path(result.student_id)
+        converter = self.template.feedback_converter(self.root, "student", log)
         exporter = FeedbackExporter(config=converter.config)
-        for pp in self.course.feedback_preprocessors():
+        for pp in converter.config.GenerateFeedback.preprocessors:
             exporter.register_preprocessor(pp, enabled=True)
         nb = nbformat.read(path, as_version=4)
         resources = {"unique_key": self.course.notebook, "metadata": {"path": str(path.parent)}, "nbgrader": {
-            "student": result["student_id"], "assignment": self.course.assignment,
+            "student": result.student_id, "assignment": self.course.assignment,
             "notebook": self.course.notebook, "db_url": self.db_url}}
         html, _ = exporter.from_notebook_node(nb, resources=resources)
-        atomic_write(Path(result["feedback"]), html)
+        atomic_write(Path(result.feedback), html)
 
 
-def read_scores(submitted, result: dict) -> None:
+def read_scores(submitted, result: Result) -> None:
     """A submission notebook's scores in a gradebook into *result*: per cell (None while the cell awaits
     grading by hand), how many await it, and the total less the late penalty."""
     for grade in submitted.grades:  # grade.score: the manual score if any, else the automatic one
-        result["cells"][grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
-    result["needs_manual_grade"] = sum(bool(grade.needs_manual_grade) for grade in submitted.grades)
-    result["score"] = max(0.0, float(submitted.score) - (submitted.late_submission_penalty or 0.0))
+        result.cells[grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
+    result.needs_manual_grade = sum(bool(grade.needs_manual_grade) for grade in submitted.grades)
+    result.score = max(0.0, float(submitted.score) - (submitted.late_submission_penalty or 0.0))
 
 
 def publish_autograded(source_dir: Path, target_dir: Path) -> None:

@@ -1,22 +1,22 @@
-"""Grade one submission: nbgrader's Autograde and GenerateFeedback converters in a private course.
+"""Grade one submission: nbgrader's Autograde and GenerateFeedback, configured as the course says, in a job course.
 
-Each submission gets its own nbgrader course folder, a copy of the template (:mod:`autograde.course`)::
+Each submission is graded in an nbgrader course of its own, made from the template (:mod:`autograde.course`)::
 
-    jobs/<key>/source -> template/source        (symlink: the instructor's files, read only)
-    jobs/<key>/gradebook.db                     (copy of the template's: this student only)
-    jobs/<key>/submitted/student/<assignment>/<notebook>.ipynb
-    jobs/<key>/autograded/..., feedback/...     (written by nbgrader)
+    <run root>/<key>/gradebook.db                                    a copy of the template's: this student only
+    <run root>/<key>/release/<assignment>/<notebook>.ipynb           what the students were given
+    <run root>/<key>/submitted/student/<assignment>/<notebook>.ipynb  the notebook, with the release's data files
+    <run root>/<key>/autograded/student/<assignment>/                nbgrader's output; the kernel's working folder
+    <run root>/<key>/feedback/student/<assignment>/<notebook>.html
 
-so that submissions can be graded in parallel without sharing a gradebook, and a student's name
-never has to be a valid nbgrader path component (inside, every student is called ``student``).
-The work runs in a process of its own (forked by :mod:`autograde.scheduler`), which is a subreaper:
-whatever the kernel leaves behind is killed before the worker reports its result.
+The run root is a short folder under /tmp (Unix socket paths are short) that only the grading run and its warm
+kernel server can see; a kernel sees its working folder alone (:mod:`autograde.sandbox`). The job course holds
+no ``source/``: the gradebook is all nbgrader needs. Inside, every student is called ``student``, so that a
+student's id never has to be a valid path. Submissions are graded in parallel, each in a forked worker process.
 """
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import shutil
 import time
 import traceback
@@ -24,25 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import psutil
 import sqlalchemy
-import sqlalchemy.event
 import sqlalchemy.engine
+import sqlalchemy.event
 from nbgrader.api import Gradebook
-from nbgrader.converters import Autograde, GenerateFeedback
+from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute
 
-from . import kernels
 from . import status as st
 from .course import Template, course_config
-from .execute import GuardedExecute
-from .feedback import FeedbackExporter, prewarm_feedback
+from .feedback import FeedbackExporter, prewarm_feedback, write_status_page
 from .formgrader import publish_autograded, publish_submitted, read_scores, student_folder
-from .normalize import NotGradable, RestoreCells, read_submission
-from .report import atomic_copy, write_status_page
-from .sandbox import Limits, become_subreaper, kill_descendants, read_status
+from .inputs import read_submission
+from .preprocessors import NotGradable, check_assignment, report
+from .results import Result, atomic_copy
+from .sandbox import linux
+from .sandbox.supervisor import Limits
 
-STUDENT = "student"  # the student's id inside the private course
+STUDENT = "student"  # the student's id inside the job course
+NOT_ISOLATED = "graded with --isolation none: the notebook ran with the grader's access to files and network"
 
 
 @dataclass
@@ -50,43 +51,197 @@ class Job:
     student_id: str
     path: str | None  # the submitted file; None when discovery found nothing to grade
     origin: str
-    key: str  # folder name for this job: safe, unique
+    key: str  # the job course's folder name: short, safe, unique
     feedback_path: str
     known_status: str | None = None
     notes: list[str] = field(default_factory=list)
     cache_key: str = ""
+
+    def new_result(self, template: Template, settings: "Settings") -> Result:
+        """The result of this job before it is graded: no score yet."""
+        result = Result(student_id=self.student_id, origin=self.origin, feedback=self.feedback_path,
+                        max_score=template.max_score, cache_key=self.cache_key, notes=list(self.notes))
+        if settings.isolation == "none":
+            result.add(note=NOT_ISOLATED)
+        return result
 
 
 @dataclass
 class Settings:
     """What every job of a run shares."""
 
-    jobs_dir: str
+    run_root: str  # short, under /tmp: the job courses and the kernels' sockets
+    work_dir: str  # --out/.autograde: job courses kept for the instructor go to failed/ (grader errors) or jobs/
     timeout: int = 60
     limits: Limits = field(default_factory=Limits)
-    warm_socket: str | None = None
+    isolation: str = "bwrap"
+    warm_server: str | None = None
     threads: int | None = None
-    guard: bool = True
     keep_work: bool = False
     max_output_bytes: int = 200_000
     class_course: str | None = None  # --out/nbgrader: the whole class, for formgrader
-    ipc_root: str = "/tmp"  # kernels' sockets go in <ipc_root>/<worker pid>/ (short: Unix socket paths are limited)
 
 
-class SandboxedAutograde(Autograde):
-    """nbgrader's Autograde converter, with GuardedExecute in place of Execute."""
+def prewarm(template: Template) -> None:
+    """Work every worker would repeat, done once in the process they are forked from."""
+    converter = template.feedback_converter(template.root, STUDENT, logging.getLogger("autograde"))
+    prewarm_feedback(converter.config, template.release)
 
-    def __init__(self, execute: GuardedExecute, **kwargs):
-        super().__init__(**kwargs)
-        self._guarded_execute = execute
 
-    def _init_preprocessors(self) -> None:
-        self.exporter._preprocessors = []
-        chosen = self.sanitize_preprocessors if self._sanitizing else self.autograde_preprocessors
-        for pp in chosen:
-            if isinstance(pp, type) and issubclass(pp, Execute):
-                pp = self._guarded_execute
-            self.exporter.register_preprocessor(pp)
+def run_job(job: Job, template: Template, settings: Settings) -> Result:
+    """Grade *job*; never raises: every outcome is a result."""
+    started = time.monotonic()
+    linux.become_subreaper()  # what a cold kernel's sandbox might leave behind lands here, and is killed
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _throwaway_sqlite)
+    jobdir = Path(settings.run_root) / job.key
+    shutil.rmtree(jobdir, ignore_errors=True)
+    jobdir.mkdir(parents=True)
+    log = _job_logger(jobdir)
+    result = job.new_result(template, settings)
+    try:
+        nb = _read(job, template)
+        _grade(nb, job, jobdir, template, settings, log, result)
+    except NotGradable as exc:
+        fail(result, template, exc.status, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: still a row, status says so
+        log.error("grader error:\n%s", traceback.format_exc())
+        evidence = Path(settings.work_dir) / "failed" / job.key
+        fail(result, template, st.GRADER_ERROR,
+             f"grader error: {type(exc).__name__}: {str(exc)[:300]} (log: {evidence / 'grading.log'})",
+             shown="The grader could not grade this notebook; your instructor has been told.")
+    finally:
+        _kill_children()
+        for handler in list(log.handlers):
+            handler.close()
+            log.removeHandler(handler)
+    result.seconds = round(time.monotonic() - started, 2)
+    _clean_up(jobdir, result, settings)
+    return result
+
+
+def fail(result: Result, template: Template, status: str, detail: str, shown: str | None = None) -> Result:
+    """*result* for a submission that could not be graded: *status*, zero for every cell, and a feedback page that
+    says why (*shown*, else *detail*)."""
+    result.add(status, detail)
+    result.cells = {cell.grade_id: 0.0 for cell in template.cells}
+    result.score = 0.0
+    write_status_page(result.feedback, result.student_id, template.course.assignment, status, shown or detail,
+                      template.max_score)
+    return result
+
+
+def _read(job: Job, template: Template) -> nbformat.NotebookNode:
+    if job.known_status or job.path is None:
+        raise NotGradable(job.known_status or st.NO_NOTEBOOK, "; ".join(job.notes) or "nothing to grade")
+    nb = read_submission(Path(job.path).read_bytes(), os.path.basename(job.path))
+    check_assignment(nb, template.release)
+    return nb
+
+
+def _grade(nb, job: Job, jobdir: Path, template: Template, settings: Settings, log, result: Result) -> None:
+    course = template.course
+    _make_job_course(nb, jobdir, template)
+    config = _job_config(template, jobdir, settings)
+    converter = Autograde(coursedir=CourseDirectory(config=config), config=config, log=log)
+    converter.force = True
+    converter.start()
+    autograded = jobdir / "autograded" / STUDENT / course.assignment
+    _read_report(nbformat.read(autograded / f"{course.notebook}.ipynb", as_version=4), result)
+    _render_feedback(template, jobdir, log, result)
+    with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
+        notebook = gb.find_submission_notebook(course.notebook, course.assignment, STUDENT)
+        read_scores(notebook, result)
+        result.max_score = float(notebook.max_score)
+        book = {"grades": {grade.name: [grade.auto_score, bool(grade.needs_manual_grade)] for grade in notebook.grades},
+                "comments": {comment.name: comment.auto_comment for comment in notebook.comments}}
+    if settings.class_course and student_folder(result.student_id):
+        class_course = Path(settings.class_course)
+        publish_autograded(autograded, class_course / "autograded" / result.student_id / course.assignment)
+        publish_submitted(Path(job.path), class_course / "submitted" / result.student_id / course.assignment /
+                          f"{course.notebook}.ipynb")
+        result.gradebook = book
+
+
+def _make_job_course(nb, jobdir: Path, template: Template) -> None:
+    shutil.copyfile(template.gradebook, jobdir / "gradebook.db")
+    release = jobdir / "release" / template.course.assignment  # RestoreCells reads it, as in the real course
+    release.mkdir(parents=True)
+    shutil.copyfile(template.release_path, release / template.release_path.name)
+    submitted = jobdir / "submitted" / STUDENT / template.course.assignment
+    submitted.mkdir(parents=True)
+    nbformat.write(nb, submitted / f"{template.course.notebook}.ipynb")
+    for path in template.data_files:  # nbgrader copies them next to the autograded notebook
+        target = submitted / path.relative_to(template.release_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def _job_config(template: Template, jobdir: Path, settings: Settings):
+    course = template.course
+    config = course_config(course.config, jobdir, course.assignment, STUDENT)
+    config.CourseDirectory.course_id = course.course_id
+    execute = config.GuardedExecute
+    execute.timeout = settings.timeout
+    execute.max_output_bytes = settings.max_output_bytes
+    kernels = config.IsolatedKernelManager
+    kernels.isolation = settings.isolation
+    kernels.warm_server = settings.warm_server
+    kernels.runtime_root = str(jobdir)
+    kernels.threads = settings.threads or 0
+    kernels.kernel_log = str(jobdir / "kernel.log")
+    limits = settings.limits
+    kernels.memory_mb, kernels.max_processes = limits.memory_mb, limits.max_processes
+    kernels.max_file_mb, kernels.tmp_mb = limits.max_file_mb, limits.tmp_mb
+    config.GenerateFeedback.exporter_class = FeedbackExporter
+    return config
+
+
+def _read_report(autograded: nbformat.NotebookNode, result: Result) -> None:
+    """What the plugins recorded while grading (written by the grader's process, never by the kernel)."""
+    found = report(autograded)
+    if found.get("restored"):
+        result.add(note="restored from the source: " + ", ".join(found["restored"]))
+    for status in found.get("statuses", []):
+        result.add(status)
+    for note in found.get("notes", []):
+        result.add(note=note)
+    kernel = found.get("kernel", {})
+    result.kernel = "warm" if kernel.get("warm") else "cold"
+    result.kernel_cpu_s = kernel.get("kernel_cpu_s")
+
+
+def _render_feedback(template: Template, jobdir: Path, log, result: Result) -> None:
+    converter = template.feedback_converter(jobdir, STUDENT, log)
+    converter.force = True
+    converter.start()
+    course = template.course
+    atomic_copy(jobdir / "feedback" / STUDENT / course.assignment / f"{course.notebook}.html", Path(result.feedback))
+
+
+def _clean_up(jobdir: Path, result: Result, settings: Settings) -> None:
+    """Keep the job course of a grader error (evidence) or of --keep-work under --out; delete the others."""
+    kept = "failed" if st.GRADER_ERROR in result.statuses else "jobs" if settings.keep_work else None
+    if kept is None:
+        shutil.rmtree(jobdir, ignore_errors=True)
+        return
+    target = Path(settings.work_dir) / kept / jobdir.name
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(jobdir), target)
+
+
+def _kill_children() -> None:
+    """Nothing this job started may outlive it (a supervisor's sandbox, an orphan that landed here)."""
+    for process in psutil.Process().children(recursive=True):
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    for process in psutil.Process().children():
+        try:
+            process.wait(5)
+        except psutil.Error:
+            pass
 
 
 def _throwaway_sqlite(dbapi_connection, _record):
@@ -97,93 +252,6 @@ def _throwaway_sqlite(dbapi_connection, _record):
     cursor.close()
 
 
-def prewarm(template: Template) -> None:
-    """Work every worker would repeat, done once in the process they are forked from."""
-    course = template.course
-    config = course_config(course.config, template.root, course.assignment, STUDENT)
-    converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config,
-                                 log=logging.getLogger("autograde"))
-    prewarm_feedback(converter.config, template.release)
-
-
-def run_job(job: Job, template: Template, settings: Settings) -> dict:
-    """Grade *job*; never raises: every outcome is a result row."""
-    started = time.monotonic()
-    become_subreaper()
-    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _throwaway_sqlite)
-    jobdir = Path(settings.jobs_dir) / job.key
-    shutil.rmtree(jobdir, ignore_errors=True)
-    jobdir.mkdir(parents=True)
-    log = _job_logger(jobdir)
-    result = new_result(job, template)
-    try:
-        if job.known_status or job.path is None:
-            raise NotGradable(job.known_status or st.NO_NOTEBOOK, "; ".join(job.notes) or "nothing to grade")
-        data = Path(job.path).read_bytes()
-        nb = read_submission(data, os.path.basename(job.path))
-        resources = {}
-        RestoreCells(release=template.release, log=log).preprocess(nb, resources)
-        info = resources.get("autograde", {})
-        result["statuses"] += sorted(info.get("statuses", ()))
-        if info.get("restored"):
-            result["notes"].append("restored from the source: " + ", ".join(info["restored"]))
-        attempts = [settings.warm_socket, None] if settings.warm_socket else [None]
-        for attempt, warm in enumerate(attempts):
-            try:
-                _grade(nb, job.path, jobdir, template, settings, warm, log, result)
-                break
-            except Exception:
-                log.error("grading failed (%s kernel):\n%s", "warm" if warm else "cold", traceback.format_exc())
-                if attempt == len(attempts) - 1:
-                    raise
-                result["statuses"] = [s for s in result["statuses"] if s == st.RESTORED]
-    except NotGradable as exc:
-        fail(result, job, template, exc.status, exc.detail)
-    except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: still a row, status says so
-        log.error("grader error:\n%s", traceback.format_exc())
-        failed = Path(settings.jobs_dir).parent / "failed" / job.key
-        fail(result, job, template, st.GRADER_ERROR,
-             f"grader error: {type(exc).__name__}: {str(exc)[:300]} (log: {failed / 'grading.log'})",
-             shown="The grader could not grade this notebook; your instructor has been told.")
-    finally:
-        kill_descendants()
-        for handler in list(log.handlers):
-            handler.close()
-            log.removeHandler(handler)
-    result["status"] = st.most_severe(result["statuses"])
-    result["seconds"] = round(time.monotonic() - started, 2)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["grader_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
-    result["kernel_cpu_s"] = read_status(str(jobdir / "kernel-status.json")).get("kernel_cpu_s")
-    if st.GRADER_ERROR in result["statuses"]:  # keep the evidence where the next run will not delete it
-        failed = Path(settings.jobs_dir).parent / "failed" / job.key
-        shutil.rmtree(failed, ignore_errors=True)
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(jobdir), failed)
-    elif not settings.keep_work:
-        shutil.rmtree(jobdir, ignore_errors=True)
-    return result
-
-
-def new_result(job: Job, template: Template) -> dict:
-    """The result row of *job* before it is graded: no score yet."""
-    return {"student_id": job.student_id, "origin": job.origin, "statuses": [], "notes": list(job.notes),
-            "cells": {}, "needs_manual_grade": 0, "score": 0.0, "max_score": template.max_score,
-            "feedback": job.feedback_path, "cache_key": job.cache_key}
-
-
-def fail(result: dict, job: Job, template: Template, status: str, detail: str, shown: str | None = None) -> dict:
-    """*result* for a submission that could not be graded: *status*, zero for every cell, and a feedback
-    page that says why (*shown*, else *detail*)."""
-    result["statuses"].append(status)
-    result["notes"].append(detail)
-    result["cells"] = {cell.grade_id: 0.0 for cell in template.cells}
-    result["score"] = 0.0
-    write_status_page(job.feedback_path, job.student_id, template.course.assignment, status, shown or detail,
-                      template.max_score)
-    return result
-
-
 def _job_logger(jobdir: Path) -> logging.Logger:
     log = logging.getLogger(f"autograde.job.{jobdir.name}")
     log.propagate = False
@@ -192,73 +260,3 @@ def _job_logger(jobdir: Path) -> logging.Logger:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     return log
-
-
-def _grade(nb, original, jobdir: Path, template: Template, settings: Settings, warm_socket, log, result) -> None:
-    course = template.course
-    for name in ("submitted", "autograded", "feedback", "source", "gradebook.db", "kernel-status.json"):
-        path = jobdir / name
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.exists():
-            shutil.rmtree(path)
-    (jobdir / "source").symlink_to(template.root / "source", target_is_directory=True)
-    shutil.copyfile(template.gradebook, jobdir / "gradebook.db")
-    submitted = jobdir / "submitted" / STUDENT / course.assignment
-    submitted.mkdir(parents=True)
-    nbformat.write(nb, submitted / f"{course.notebook}.ipynb")
-
-    kernels.SETTINGS.__dict__.update(
-        limits=settings.limits, status_path=str(jobdir / "kernel-status.json"), log_path=str(jobdir / "kernel.log"),
-        ipc_dir=os.path.join(settings.ipc_root, str(os.getpid())), warm_socket=warm_socket,
-        threads=settings.threads)
-
-    config = course_config(course.config, jobdir, course.assignment, STUDENT)
-    config.CourseDirectory.course_id = course.course_id
-    # Through the config, not keyword arguments: nbclient re-applies the config when it starts a notebook.
-    ours = config.GuardedExecute
-    ours.timeout = settings.timeout
-    ours.guard = settings.guard
-    ours.kernel_manager_class = kernels.SandboxKernelManager
-    ours.max_output_bytes = settings.max_output_bytes
-    ours.pins = template.pins
-    ours.builtin_names = template.builtin_names
-    ours.protected_modules = template.protected_modules
-    ours.kernel_status_path = kernels.SETTINGS.status_path
-    ours.shutdown_kernel = "immediate"  # the supervisor kills the kernel and its processes at once
-    execute = GuardedExecute(config=config, log=log)
-    coursedir = CourseDirectory(config=config)
-    converter = SandboxedAutograde(execute, coursedir=coursedir, config=config, log=log)
-    converter.force = True
-    try:
-        converter.start()
-    finally:
-        shutil.rmtree(kernels.SETTINGS.ipc_dir, ignore_errors=True)
-    report = execute.report
-    result["kernel"] = "warm" if kernels.SETTINGS.started_warm else "cold"
-    result["statuses"] += sorted(report["statuses"])
-    result["notes"] += list(dict.fromkeys(report["notes"]))
-    if report["tampering"]:
-        result["notes"].append("tampering: " + "; ".join(report["tampering"]))
-
-    config.GenerateFeedback.preprocessors = course.feedback_preprocessors()
-    config.GenerateFeedback.exporter_class = FeedbackExporter
-    feedback = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=log)
-    feedback.force = True
-    feedback.start()
-    atomic_copy(jobdir / "feedback" / STUDENT / course.assignment / f"{course.notebook}.html",
-                Path(result["feedback"]))
-
-    with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
-        notebook = gb.find_submission_notebook(course.notebook, course.assignment, STUDENT)
-        read_scores(notebook, result)
-        result["max_score"] = float(notebook.max_score)
-        book = {"grades": {grade.name: [grade.auto_score, bool(grade.needs_manual_grade)] for grade in notebook.grades},
-                "comments": {comment.name: comment.auto_comment for comment in notebook.comments}}
-    if settings.class_course and student_folder(result["student_id"]):
-        class_course = Path(settings.class_course)
-        publish_autograded(jobdir / "autograded" / STUDENT / course.assignment,
-                           class_course / "autograded" / result["student_id"] / course.assignment)
-        publish_submitted(Path(original), class_course / "submitted" / result["student_id"] / course.assignment /
-                          f"{course.notebook}.ipynb")
-        result["gradebook"] = book

@@ -26,7 +26,7 @@ MINI = "mini"
 _COURSE_CONFIG = '''\
 from nbgrader.preprocessors import GetGrades
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from autograde.feedback import HideHiddenTests
+from autograde.preprocessors import HideHiddenTests
 
 c = get_config()
 c.CourseDirectory.course_id = "fixture-course"
@@ -91,10 +91,12 @@ def mini_source() -> nbformat.NotebookNode:
     return nb
 
 
-def make_course(root: Path) -> Path:
-    """A course folder with source/mini/mini.ipynb and release/mini/mini.ipynb (made by nbgrader)."""
+def make_course(root: Path, protected: bool = False) -> Path:
+    """A course folder with source/mini/mini.ipynb and release/mini/mini.ipynb (made by nbgrader). *protected*:
+    its nbgrader_config.py adds the grading plugins, so that plain `nbgrader autograde` uses them too."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "nbgrader_config.py").write_text(_COURSE_CONFIG)
+    plugins = "from autograde.course import protect\nprotect(c)\n" if protected else ""
+    (root / "nbgrader_config.py").write_text(_COURSE_CONFIG + plugins)
     (root / "source" / MINI).mkdir(parents=True, exist_ok=True)
     nbformat.write(mini_source(), root / "source" / MINI / f"{MINI}.ipynb")
     subprocess.run([str(PYTHON.parent / "nbgrader"), "generate_assignment", MINI, "--force", "--no-db"], check=True,

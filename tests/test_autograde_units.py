@@ -12,11 +12,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from autograde import safezip
 from autograde import status as st
-from autograde.imports import bound_names, used_builtins
-from autograde.feedback import REDACTED, HideHiddenTests
-from autograde.normalize import NotGradable, RestoreCells, read_submission
-from autograde.report import write_grades
-from autograde.submissions import NotebookChooser, discover, open_submissions, unwrap
+from autograde.guard.source import bound_names, used_builtins
+from autograde.inputs import NotebookChooser, discover, open_submissions, read_submission, unwrap
+from autograde.preprocessors import REDACTED, HideHiddenTests, NotGradable, RestoreCells
+from autograde.results import Result, write_grades
 
 from autograde_fixtures import mini_source
 
@@ -117,9 +116,8 @@ def test_grades_csv_keeps_formulas_in_file_names_inert(tmp_path):
     for name in ("=HYPERLINK(\"x.example\";\"y\")", "+1", "@SUM(A1)", "-2", "alice", "a=b"):
         _nb_file(root / f"{name}.ipynb")
     found = discover(root, NotebookChooser("mini", "mini", ["a"]), tmp_path / "nested")
-    results = [{"student_id": s.student_id, "score": 1, "max_score": 3, "status": st.OK, "cells": {"a": 1},
-                "notes": ["=cmd|' /C calc'!A0"] if s.student_id == "alice" else [], "origin": s.origin}
-               for s in found]
+    results = [Result(student_id=s.student_id, origin=s.origin, feedback="", score=1, max_score=3, cells={"a": 1},
+                      notes=["=cmd|' /C calc'!A0"] if s.student_id == "alice" else []) for s in found]
     write_grades(tmp_path / "grades.csv", results, ["a"])
     with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -200,9 +198,8 @@ def _release():
 
 
 def _restore(nb):
-    resources = {}
-    nb, resources = RestoreCells(release=_release()).preprocess(nb, resources)
-    return nb, resources["autograde"]
+    nb, _ = RestoreCells(release=_release()).preprocess(nb, {})
+    return nb, nb.metadata["autograde"]
 
 
 def _ids(nb):
@@ -220,7 +217,7 @@ def test_restore_puts_back_deleted_converted_and_unlocked_tests():
     assert _ids(restored) == _ids(_release())
     cell = restored.cells[_ids(restored).index("test_hidden")]
     assert cell.cell_type == "code" and cell.metadata.nbgrader["points"] == 2 and not cell.metadata.nbgrader["solution"]
-    assert info["statuses"] == {st.RESTORED}
+    assert info["statuses"] == [st.RESTORED]
 
 
 def test_restore_keeps_the_answer_copy_the_student_worked_in():
@@ -234,7 +231,7 @@ def test_restore_keeps_the_answer_copy_the_student_worked_in():
     kept = [c for c in restored.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written"]
     assert len(kept) == 1 and kept[0].source.startswith("Because")
     assert len({c["id"] for c in restored.cells}) == len(restored.cells)
-    assert info.get("statuses", set()) == set()
+    assert info.get("statuses", []) == []
 
 
 def test_restore_drops_foreign_ids_and_recognises_stripped_cells():

@@ -79,8 +79,8 @@ def test_cgroup_quota_is_read_from_v2_then_v1(tmp_path, files, expected):
 
 
 def test_the_grader_counts_cores_without_importing_torch():
-    probe = ("import sys; import autograde.runner, resnet_course.cores; "
-             "assert autograde.runner.available_cores is resnet_course.cores.available_cores; "
+    probe = ("import sys; import autograde.run, resnet_course.cores; "
+             "assert autograde.run.available_cores is resnet_course.cores.available_cores; "
              "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -1,7 +1,7 @@
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from autograde.feedback import HideHiddenTests
+from autograde.preprocessors import HideHiddenTests
 
 HIDDEN_CELL = """assert add(1, 1) == 2, "add(1, 1) must be 2"
 ### BEGIN HIDDEN TESTS

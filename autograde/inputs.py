@@ -1,4 +1,4 @@
-"""Find the submissions in what an instructor downloaded: one row per student, whatever the layout.
+"""What an instructor downloaded, made into one submission per student, and a submitted file made into a notebook.
 
 Accepted layouts (after unzipping, and after stepping into a single wrapping folder such as the
 one a learning-management system puts around everything):
@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import json
 import unicodedata
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+from nbformat import NotebookNode
+
 from . import safezip
-from .status import NO_NOTEBOOK, TOO_LARGE
+from . import status as st
+from .preprocessors import NotGradable
 
 
 @dataclass
@@ -140,7 +145,7 @@ def discover(root: Path, chooser: NotebookChooser, unpack_dir: Path, truncated=f
                 found.append(_from_folder(student_id, target, origin, chooser, extraction.truncated))
             else:
                 found.append(Submission(student_id, entry, origin,
-                                        status=TOO_LARGE if entry in truncated else None))
+                                        status=st.TOO_LARGE if entry in truncated else None))
         elif entry.is_dir():
             found.append(_from_folder(entry.name, entry, origin, chooser, truncated))
     return _unique_ids(found)
@@ -151,10 +156,10 @@ def _from_folder(student_id: str, folder: Path, origin: str, chooser: NotebookCh
     if not notebooks:
         files = [p for p in folder.rglob("*") if p.is_file()]
         what = ", ".join(sorted(str(p.relative_to(folder)) for p in files)[:5]) or "nothing"
-        return Submission(student_id, None, origin, status=NO_NOTEBOOK, notes=[f"no .ipynb file (found {what})"])
+        return Submission(student_id, None, origin, status=st.NO_NOTEBOOK, notes=[f"no .ipynb file (found {what})"])
     best, notes = chooser.choose(folder, notebooks)
     return Submission(student_id, best, f"{origin}/{best.relative_to(folder)}",
-                      status=TOO_LARGE if best in truncated else None, notes=notes)
+                      status=st.TOO_LARGE if best in truncated else None, notes=notes)
 
 
 def _unique_ids(found: list[Submission]) -> list[Submission]:
@@ -187,3 +192,67 @@ def open_submissions(path: Path, work: Path) -> tuple[Path, list[str], set[Path]
     if path.is_file():
         raise ValueError(f"{path} is neither a folder nor a .zip file")
     raise FileNotFoundError(f"{path} does not exist")
+
+
+# -- one submitted file ----------------------------------------------------------------------------------
+
+def read_submission(data: bytes, filename: str, max_bytes: int = 100 << 20) -> NotebookNode:
+    """Parse a submitted file into a v4 notebook, or raise :class:`NotGradable`."""
+    is_ipynb = filename.lower().endswith(".ipynb")
+    if len(data) > max_bytes:
+        raise NotGradable(st.TOO_LARGE, f"{len(data) >> 20} MB, more than the {max_bytes >> 20} MB limit")
+    if not data.strip():
+        raise NotGradable(st.EMPTY, "the file is empty")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        if is_ipynb:
+            raise NotGradable(st.INVALID, "the file is not text (not UTF-8)") from None
+        raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook") from None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        if is_ipynb:
+            raise NotGradable(st.INVALID, f"the file is not valid JSON ({exc})") from None
+        raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
+        if is_ipynb:
+            raise NotGradable(st.INVALID, "the JSON has no notebook cells")
+        raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook")
+    try:
+        invalid = {}
+        nb = nbformat.reads(text, as_version=4, capture_validation_error=invalid)  # reads validates
+        if not invalid:
+            return nb
+    except Exception:  # noqa: BLE001 - nbformat raises many kinds; we try to repair below
+        pass
+    try:
+        nb = nbformat.from_dict(_repair(raw))
+        nbformat.validate(nb)
+    except Exception as exc:  # noqa: BLE001
+        raise NotGradable(st.INVALID, f"not a valid notebook ({str(exc).splitlines()[0][:200]})") from None
+    return nb
+
+
+def _repair(raw: dict) -> dict:
+    """Fix what third-party editors commonly get wrong, for a v4 notebook."""
+    if raw.get("nbformat") != 4 or "worksheets" in raw:
+        raise ValueError(f"unsupported notebook format {raw.get('nbformat')}")
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {},
+          "cells": []}
+    for cell in raw.get("cells", []):
+        if not isinstance(cell, dict):
+            continue
+        cell_type = cell.get("cell_type") if cell.get("cell_type") in ("code", "markdown", "raw") else "markdown"
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(str(part) for part in source)
+        fixed = {"cell_type": cell_type, "metadata": cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {},
+                 "source": str(source), "id": uuid.uuid4().hex[:8]}
+        if cell_type == "code":
+            fixed["outputs"] = []
+            fixed["execution_count"] = None
+        nb["cells"].append(fixed)
+    return nb

@@ -1,0 +1,337 @@
+"""The course's nbgrader preprocessors that protect grading, configured in ``nbgrader_config.py``.
+
+* :class:`RestoreCells` (Autograde's sanitize step) makes a submission's nbgrader structure the release's again,
+  whatever the student or their editor did to it, so that every test runs and counts as the instructor wrote it.
+* :class:`HideHiddenTests` (GenerateFeedback) keeps hidden tests and the instructor's solutions out of feedback.
+
+The third plugin, :class:`autograde.execute.GuardedExecute`, runs the notebook; what the plugins noticed goes
+into the notebook's metadata under ``autograde`` (see :func:`report`), which the grading tool reads back. The
+submitted file's own ``autograde`` metadata is discarded first, so a student cannot forge it.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+
+from nbformat import NotebookNode
+from nbgrader import utils
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Any, Integer
+
+from . import status as st
+
+METADATA_KEY = "autograde"
+_VALID_ID = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+REDACTED = "[hidden test line removed]"
+
+
+class NotGradable(Exception):
+    """The file cannot be graded; ``status`` says why (empty file, not a notebook, wrong assignment, ...)."""
+
+    def __init__(self, status: str, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def report(nb: NotebookNode) -> dict:
+    """What the grading plugins recorded in *nb*: {"statuses": [...], "notes": [...], ...}."""
+    return nb.metadata.setdefault(METADATA_KEY, {"statuses": [], "notes": []})
+
+
+def add_to_report(nb: NotebookNode, status: str | None = None, note: str | None = None) -> None:
+    found = report(nb)
+    if status and status not in found["statuses"]:
+        found["statuses"].append(status)
+    if note and note not in found["notes"]:
+        found["notes"].append(note)
+
+
+# -- RestoreCells ----------------------------------------------------------------------------------
+
+def _nbgrader(cell) -> dict:
+    md = cell.get("metadata", {}).get("nbgrader")
+    return md if isinstance(md, dict) else {}
+
+
+def grade_id(cell) -> str | None:
+    value = _nbgrader(cell).get("grade_id")
+    return value if isinstance(value, str) else None
+
+
+def _text(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").strip().splitlines())
+
+
+def _is_test(md: dict) -> bool:
+    return bool(md.get("grade")) and not md.get("solution")
+
+
+def _is_locked(md: dict) -> bool:
+    return bool(md.get("locked")) or _is_test(md)
+
+
+def _serious(release_cell) -> bool:
+    """Restoring this cell changes what is graded: a test, or locked code the tests rely on."""
+    md = _nbgrader(release_cell)
+    return _is_test(md) or (_is_locked(md) and release_cell.cell_type == "code")
+
+
+def check_assignment(nb: NotebookNode, release: NotebookNode) -> None:
+    """Raise NotGradable unless *nb* holds an answer or test cell of the *release*'s assignment (matched by id
+    or, for locked cells that lost their metadata, by content): boilerplate ids ("intro") do not count."""
+    release_by_id = {grade_id(cell): cell for cell in release.cells if grade_id(cell)}
+    graded = {g for g, cell in release_by_id.items() if _nbgrader(cell).get("solution") or _nbgrader(cell).get("grade")}
+    if any(grade_id(cell) in graded for cell in nb.cells):
+        return
+    texts = {_text(cell.source) for cell in nb.cells}
+    if any(_is_locked(_nbgrader(release_by_id[g])) and _text(release_by_id[g].source) in texts for g in graded):
+        return
+    raise NotGradable(st.WRONG_ASSIGNMENT, "none of this assignment's cells are in the notebook")
+
+
+class RestoreCells(NbGraderPreprocessor):
+    """Make the submission's nbgrader cells the release's again, in the release's order where cells are missing.
+
+    * metadata: a cell that claims one of the assignment's ``grade_id`` gets the release's nbgrader metadata back
+      (points, locked, grade, solution): a student cannot unlock a test, change its points or make it an answer;
+      claims to ids the assignment does not have are removed;
+    * lost metadata: a locked cell whose metadata is gone (copied into a fresh notebook, opened in an editor that
+      drops it) is recognised by its content;
+    * duplicates: JupyterLab's copy-paste copies nbgrader metadata. For an answer cell the copy the student worked
+      in keeps the id (nbgrader's DeduplicateIds keeps the *last*, which may be the untouched stub); for locked
+      cells the last copy keeps it; the others stay in the notebook as ordinary cells;
+    * converted cells: a test cell turned into Markdown or raw is code again;
+    * deleted cells: tests, locked cells and hand-graded answers come back (the release version) after their
+      nearest surviving neighbour. Plain answer cells do not: a stub would overwrite the student's code;
+    * cell ids are made unique and valid (nbformat 4.5).
+
+    Edited locked cells keep the student's text here: nbgrader's OverwriteCells, which runs next, restores them
+    from the gradebook (hidden tests included). What was restored goes into the notebook's ``autograde``
+    metadata; restoring a test or locked code cell adds the status "cells restored".
+    """
+
+    release = Any(None, allow_none=True, help="the release notebook; by default read from the course's "
+                                              "release folder").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        nb.metadata.pop(METADATA_KEY, None)  # only the plugins write it
+        release = self.release or self._release_notebook(resources)
+        check_assignment(nb, release)
+        release_cells = [cell for cell in release.cells if grade_id(cell)]
+        by_id = {grade_id(cell): cell for cell in release_cells}
+        self._nb = nb
+        self._drop_foreign_metadata(nb, by_id)
+        self._recover_metadata(nb, by_id)
+        self._resolve_duplicates(nb, by_id)
+        self._restore_metadata(nb, by_id)
+        self._reinsert_missing(nb, release_cells)
+        _unique_ids(nb)
+        nb.nbformat, nb.nbformat_minor = 4, max(nb.get("nbformat_minor", 5), 5)
+        return nb, resources
+
+    def _release_notebook(self, resources) -> NotebookNode:
+        import nbformat
+
+        info = resources["nbgrader"]
+        coursedir = CourseDirectory(parent=self)
+        folder = coursedir.format_path(coursedir.release_directory, ".", info["assignment"])
+        return nbformat.read(f"{folder}/{info['notebook']}.ipynb", as_version=4)
+
+    def _restored(self, what: str, cell_id: str, serious: bool) -> None:
+        found = report(self._nb)
+        found.setdefault("restored", []).append(f"{what}: {cell_id}")
+        if serious:
+            add_to_report(self._nb, status=st.RESTORED)
+
+    @staticmethod
+    def _drop_foreign_metadata(nb, by_id) -> None:
+        """Another assignment's ids, a typo'd id, malformed metadata: the cell becomes an ordinary cell."""
+        for cell in nb.cells:
+            md = cell.get("metadata", {}).get("nbgrader")
+            if md is not None and (not isinstance(md, dict) or grade_id(cell) not in by_id):
+                del cell.metadata["nbgrader"]
+
+    def _recover_metadata(self, nb, by_id) -> None:
+        present = {grade_id(cell) for cell in nb.cells if grade_id(cell)}
+        for cell_id, release_cell in by_id.items():
+            md = _nbgrader(release_cell)
+            if cell_id in present or not _is_locked(md) or not _text(release_cell.source):
+                continue
+            for cell in nb.cells:
+                if "nbgrader" not in cell.metadata and _text(cell.source) == _text(release_cell.source):
+                    cell.metadata["nbgrader"] = copy.deepcopy(md)
+                    report(nb).setdefault("restored", []).append(f"metadata recovered: {cell_id}")
+                    break
+
+    def _resolve_duplicates(self, nb, by_id) -> None:
+        copies: dict[str, list] = {}
+        for cell in nb.cells:
+            if grade_id(cell):
+                copies.setdefault(grade_id(cell), []).append(cell)
+        for cell_id, cells in copies.items():
+            if len(cells) == 1:
+                continue
+            release_cell = by_id[cell_id]
+            keeper = cells[-1]
+            if not _is_locked(_nbgrader(release_cell)):
+                edited = [cell for cell in cells if _text(cell.source) != _text(release_cell.source)]
+                keeper = edited[-1] if edited else cells[-1]
+            for cell in cells:
+                if cell is not keeper:
+                    del cell.metadata["nbgrader"]
+            self._restored(f"duplicate cells ({len(cells)}) resolved", cell_id, False)
+
+    def _restore_metadata(self, nb, by_id) -> None:
+        """The release's metadata and cell type, whatever the submission says."""
+        for cell in nb.cells:
+            cell_id = grade_id(cell)
+            if not cell_id:
+                continue
+            release_cell = by_id[cell_id]
+            md, mine = _nbgrader(release_cell), _nbgrader(cell)
+            serious = _serious(release_cell)
+            if any(bool(mine.get(key)) != bool(md.get(key)) for key in ("grade", "solution", "locked", "task")) \
+                    or _points(mine) != _points(md):
+                self._restored("metadata restored", cell_id, serious)
+            cell.metadata["nbgrader"] = copy.deepcopy(md)
+            if cell.cell_type != release_cell.cell_type:
+                _convert(cell, release_cell.cell_type)
+                self._restored("cell type restored", cell_id, serious)
+            if _is_locked(md):
+                if _text(cell.source) != _text(release_cell.source):
+                    self._restored("edited cell restored", cell_id, serious)
+                cell.metadata["editable"] = False
+                cell.metadata["deletable"] = False
+
+    def _reinsert_missing(self, nb, release_cells) -> None:
+        positions = {grade_id(cell): i for i, cell in enumerate(nb.cells) if grade_id(cell)}
+        for order, release_cell in enumerate(release_cells):
+            cell_id, md = grade_id(release_cell), _nbgrader(release_cell)
+            if cell_id in positions or not (_is_locked(md) or md.get("grade")):
+                continue
+            previous = [positions[grade_id(c)] for c in release_cells[:order] if grade_id(c) in positions]
+            following = [positions[grade_id(c)] for c in release_cells[order + 1:] if grade_id(c) in positions]
+            index = max(previous) + 1 if previous else (min(following) if following else len(nb.cells))
+            cell = copy.deepcopy(release_cell)
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+            cell["id"] = uuid.uuid4().hex[:8]
+            nb.cells.insert(index, cell)
+            positions = {grade_id(c): i for i, c in enumerate(nb.cells) if grade_id(c)}
+            self._restored("deleted cell restored", cell_id, _serious(release_cell))
+
+
+def _unique_ids(nb) -> None:
+    """Unique, valid cell ids (pasted cells may repeat them; other editors omit them)."""
+    seen = set()
+    for cell in nb.cells:
+        cell_id = cell.get("id")
+        while not isinstance(cell_id, str) or not _VALID_ID.match(cell_id) or cell_id in seen:
+            cell_id = uuid.uuid4().hex[:8]
+        cell["id"] = cell_id
+        seen.add(cell_id)
+
+
+def _points(md: dict) -> float:
+    try:
+        return float(md.get("points", 0) or 0)
+    except (TypeError, ValueError):
+        return -1.0
+
+
+def _convert(cell, cell_type: str) -> None:
+    cell.cell_type = cell_type
+    if cell_type == "code":
+        cell.setdefault("outputs", [])
+        cell.setdefault("execution_count", None)
+    else:
+        cell.pop("outputs", None)
+        cell.pop("execution_count", None)
+
+
+# -- HideHiddenTests --------------------------------------------------------------------------------
+
+class HideHiddenTests(ClearHiddenTests):
+    """Feedback without hidden tests: their code is removed from test cells, the tracebacks of those cells are cut
+    down to the error itself, and any output line that quotes a hidden line is replaced by a marker.
+
+    nbgrader's ClearHiddenTests alone leaves the traceback, which quotes the hidden lines that failed. Hidden lines
+    also reach other outputs: a student's function that prints the stack it was called from, ``print(In[7])``,
+    a traceback through a hidden helper. Lines shorter than ``min_redacted_length`` (``pass``, ``else:``) are too
+    common to redact. Unlike ClearHiddenTests this never fails on a student's notebook: delimiters typed into a
+    student's own cell, or left unbalanced, are not an error.
+    """
+
+    min_redacted_length = Integer(
+        10, help="Shorter hidden lines (`pass`, `else:`) are too common to be redacted from outputs").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        hidden = set()
+        for cell in nb.cells:
+            if utils.is_grade(cell) and not utils.is_solution(cell):
+                hidden |= self._hidden_lines(cell.source)
+        self._hidden = {line for line in hidden if len(line) >= self.min_redacted_length}
+        self._pattern = re.compile("|".join(re.escape(line) for line in sorted(self._hidden, key=len, reverse=True))) \
+            if self._hidden else None
+        nb, resources = super().preprocess(nb, resources)
+        if self._pattern is not None:
+            for cell in nb.cells:
+                for output in cell.get("outputs", []):
+                    self._redact_output(output)
+        return nb, resources
+
+    def _hidden_lines(self, source):
+        lines, inside = set(), False
+        for line in source.split("\n"):
+            if self.begin_test_delimeter in line:
+                inside = True
+                lines.add(self.begin_test_delimeter)
+            elif self.end_test_delimeter in line:
+                inside = False
+                lines.add(self.end_test_delimeter)
+            elif inside and line.strip():
+                lines.add(line.strip())
+        return lines
+
+    def _redact(self, text):
+        if not isinstance(text, str):
+            return text
+        out = []
+        for line in text.split("\n"):
+            plain = _ANSI.sub("", line)
+            out.append(REDACTED if plain.strip() in self._hidden or self._pattern.search(plain) else line)
+        return "\n".join(out)
+
+    def _redact_output(self, output):
+        if "text" in output:
+            output["text"] = self._redact(output["text"])
+        for mime, value in list(output.get("data", {}).items()):
+            if mime.startswith("text/") or mime == "application/javascript":
+                output["data"][mime] = self._redact(value)
+        if output.get("output_type") == "error":
+            output["evalue"] = self._redact(output.get("evalue", ""))
+            output["traceback"] = [self._redact(line) for line in output.get("traceback", [])]
+
+    def _remove_hidden_test_region(self, cell):
+        try:
+            return super()._remove_hidden_test_region(cell)
+        except RuntimeError:  # nested or unterminated: hide everything from the first delimiter on
+            lines = cell.source.split("\n")
+            first = next(i for i, line in enumerate(lines) if self.begin_test_delimeter in line)
+            cell.source = "\n".join(lines[:first])
+            return True
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if not utils.is_grade(cell) or utils.is_solution(cell):
+            return cell, resources  # hidden tests live in test cells only; a student's text is theirs
+        had_hidden_tests = self.begin_test_delimeter in cell.source
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if had_hidden_tests:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+        return cell, resources

@@ -1,0 +1,256 @@
+"""The kernel manager nbgrader's Execute uses while grading: every kernel isolated, limited and supervised.
+
+Configured in ``nbgrader_config.py`` (``c.Execute.kernel_manager_class``), so that plain ``nbgrader autograde``,
+formgrader's Autograde button and ``python -m autograde grade`` start kernels the same way. nbclient creates
+a :class:`IsolatedKernelManager` per notebook; its provisioner asks for a supervised kernel (see
+:mod:`autograde.sandbox.supervisor`): from the warm kernel server when the grading tool runs one
+(``warm_server``), else cold, from a new bubblewrap sandbox. Either way the provisioner talks to the kernel's
+supervisor over a control socket, never to the kernel's process: interrupting, stopping and learning why the
+kernel ended all go through the supervisor.
+
+The manager also ignores the notebook's kernelspec (a notebook saved with ``conda-env-foo`` still runs on this
+environment's Python) and uses IPC sockets in a fresh folder under ``/tmp`` rather than TCP ports: a kernel with
+no network has no TCP, and parallel gradings cannot race for ports.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from traitlets import Bool, Enum, Integer, List, Unicode
+
+from .bwrap import bwrap_command, isolation_problem
+from .supervisor import KernelRequest, Limits, read_line
+
+START_TIMEOUT_S = 120  # a cold kernel on a loaded machine imports ipykernel first
+STOP_TIMEOUT_S = 10
+
+
+class SupervisedKernel:
+    """What jupyter_client's LocalProvisioner uses of a ``Popen``, for a kernel behind its supervisor."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, control: socket.socket, process: subprocess.Popen | None = None):
+        self.control = control
+        self.process = process  # bwrap, for a cold kernel; None for a kernel forked by the warm server
+        self.stopped: dict | None = None
+        self.returncode = None
+        self._pending = b""
+
+    def next_event(self, timeout: float) -> dict | None:
+        """The supervisor's next message within *timeout* seconds; {"event": "gone"} when it closed the socket."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            if self.control.fileno() < 0:  # let go of already
+                return self._record({"event": "gone", "reason": "the grader stopped the kernel"})
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([self.control], [], [], left)[0]:
+                return None
+            try:
+                data = self.control.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                return self._record({"event": "gone", "reason": "the kernel's supervisor ended"})
+            self._pending += data
+        line, self._pending = self._pending.split(b"\n", 1)
+        return self._record(json.loads(line))
+
+    def _record(self, event: dict) -> dict:
+        if event.get("event") in ("stopped", "gone") and self.stopped is None:
+            self.stopped = event
+            self.returncode = -signal.SIGKILL if event.get("signal") else int(event.get("exit_code") or 0)
+        return event
+
+    def poll(self):
+        while self.stopped is None and self.next_event(0) is not None:
+            pass
+        return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.stopped is None:
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.next_event(left)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if sig == signal.SIGINT:
+            self._send({"op": "interrupt"})
+        else:
+            self.kill()
+
+    def terminate(self) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """Let go of the kernel: its supervisor kills it and everything it started, then reports."""
+        if self.stopped is None:
+            try:
+                self.control.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.wait(STOP_TIMEOUT_S)
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # an unresponsive supervisor: bwrap's death takes the sandbox with it
+            self.process.wait()
+        self.control.close()
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.control.sendall(json.dumps(message).encode() + b"\n")
+        except OSError:
+            pass
+
+
+class SandboxProvisioner(LocalProvisioner):
+    """Starts the kernel through a supervisor: from the warm server, or cold in a new bubblewrap sandbox."""
+
+    async def launch_kernel(self, cmd, **kwargs):
+        manager: IsolatedKernelManager = self.parent
+        cwd = os.path.abspath(str(kwargs.get("cwd") or os.getcwd()))
+        request = KernelRequest(argv=list(cmd), env=manager.kernel_environment(kwargs.get("env")), cwd=cwd,
+                                writable=[cwd, manager.ipc_dir], limits=manager.limits(),
+                                isolate=manager.isolation == "bwrap", threads=manager.threads or None,
+                                log_path=os.path.join(manager.ipc_dir, "kernel.log"))
+        loop = asyncio.get_running_loop()
+        kernel = await loop.run_in_executor(None, self._start, request, manager)
+        self.process = kernel
+        self.pid = kernel.process.pid if kernel.process else None
+        self.pgid = None  # signals go through the supervisor
+        self.cwd = cwd
+        return self.connection_info
+
+    def _start(self, request: KernelRequest, manager: "IsolatedKernelManager") -> SupervisedKernel:
+        kernel = self._start_warm(manager.warm_server) if manager.warm_server else None
+        manager.started_warm = kernel is not None
+        kernel = kernel or self._start_cold(request)
+        kernel.control.sendall(request.to_line())
+        event = kernel.next_event(START_TIMEOUT_S) or {"reason": f"no answer within {START_TIMEOUT_S} s"}
+        if event.get("event") != "started":
+            kernel.kill()
+            raise RuntimeError(f"the kernel did not start: {event.get('reason', event)}")
+        self.kernel = kernel
+        return kernel
+
+    def _start_warm(self, server: str) -> SupervisedKernel | None:
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            control.connect(server)
+        except OSError as exc:
+            control.close()
+            self.log.warning("the warm kernel server is unavailable (%s); starting a cold kernel", exc)
+            return None
+        return SupervisedKernel(control)
+
+    def _start_cold(self, request: KernelRequest) -> SupervisedKernel:
+        command = [sys.executable, "-m", "autograde.sandbox.supervisor"]
+        if request.isolate:
+            problem = isolation_problem()
+            if problem:
+                raise RuntimeError(problem)
+            command = bwrap_command(command, request.writable, self.parent.read_only_paths)
+        ours, theirs = socket.socketpair()
+        with theirs, open(request.log_path, "ab") as log:
+            process = subprocess.Popen(command, stdin=theirs, stdout=subprocess.DEVNULL, stderr=log,
+                                       start_new_session=True)
+        return SupervisedKernel(ours, process)
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.process is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.process.kill)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.kill(restart)
+
+    async def send_signal(self, signum: int) -> None:
+        if self.process is not None:
+            self.process.send_signal(signum)
+
+    def stop_reason(self, timeout: float = STOP_TIMEOUT_S) -> dict:
+        """Why the kernel ended, as its supervisor reported it (waits up to *timeout* s for the report)."""
+        kernel = getattr(self, "kernel", None)
+        if kernel is None:
+            return {}
+        kernel.wait(timeout)
+        return kernel.stopped or {}
+
+
+class IsolatedKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager for grading: this environment's Python, IPC sockets, an isolated, supervised kernel."""
+
+    isolation = Enum(["bwrap", "none"], "bwrap", help="bwrap: the OS isolates each kernel (see "
+                     "autograde.sandbox.bwrap); none: the kernel runs with the grader's own access").tag(config=True)
+    memory_mb = Integer(Limits.memory_mb, help="memory of one kernel, all its processes together").tag(config=True)
+    max_processes = Integer(Limits.max_processes, help="processes one kernel may run at once").tag(config=True)
+    max_file_mb = Integer(Limits.max_file_mb, help="largest file a kernel may write").tag(config=True)
+    tmp_mb = Integer(Limits.tmp_mb, help="size of the kernel's private /tmp and /dev/shm").tag(config=True)
+    threads = Integer(0, help="OpenMP and torch threads per kernel; 0 keeps the libraries' default").tag(config=True)
+    warm_server = Unicode(None, allow_none=True, help="socket of the warm kernel server, if one runs").tag(config=True)
+    runtime_root = Unicode("/tmp", help="where kernels' IPC folders go (Unix socket paths are short)").tag(config=True)
+    read_only_paths = List(Unicode(), help="more folders kernels may read (a course package, data)").tag(config=True)
+    kernel_log = Unicode(None, allow_none=True, help="keep the kernel process's own output here").tag(config=True)
+    started_warm = Bool(None, allow_none=True, help="set at launch: whether the warm server gave the kernel")
+
+    def limits(self) -> Limits:
+        return Limits(memory_mb=self.memory_mb, max_processes=self.max_processes, max_file_mb=self.max_file_mb,
+                      tmp_mb=self.tmp_mb)
+
+    def kernel_environment(self, env) -> dict:
+        env = dict(env or os.environ)
+        env.pop("JPY_PARENT_PID", None)  # a PID of the grader's namespace: meaningless to an isolated kernel
+        if self.isolation == "bwrap":
+            env["HOME"] = "/tmp"  # the real home folder is not in the sandbox
+        if self.threads:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+        return env
+
+    @property
+    def kernel_spec(self):
+        # Whatever kernel the student's notebook names, grade with this environment's Python.
+        if self._kernel_spec is None:
+            self._kernel_spec = KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="Python 3 (ipykernel)", language="python", name="python3", metadata={"debugger": False})
+        return self._kernel_spec
+
+    @property
+    def ipykernel(self) -> bool:
+        return True  # so that nbclient keeps the kernel's history in memory, whatever the kernel name
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.ipc_dir = tempfile.mkdtemp(prefix="kernel-", dir=self.runtime_root)
+        self.transport = "ipc"
+        self.ip = os.path.join(self.ipc_dir, "ipc")
+        self.connection_file = os.path.join(self.ipc_dir, "connection.json")  # the kernel must be able to read it
+        self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+        if self.provisioner is None:
+            self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        ipc_dir = getattr(self, "ipc_dir", None)
+        if restart or ipc_dir is None:
+            return
+        if self.kernel_log and os.path.exists(os.path.join(ipc_dir, "kernel.log")):
+            shutil.move(os.path.join(ipc_dir, "kernel.log"), self.kernel_log)
+        shutil.rmtree(ipc_dir, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
