@@ -199,7 +199,7 @@ def _release():
 
 def _restore(nb):
     nb, _ = RestoreCells(release=_release()).preprocess(nb, {})
-    return nb, nb.metadata["autograde"]
+    return nb, nb.metadata.get("autograde", {})
 
 
 def _ids(nb):
@@ -307,3 +307,46 @@ def test_a_forged_ran_marker_in_the_metadata_does_not_count(monkeypatch):
     nb, _ = GuardedExecute(guard=False).preprocess(new_notebook(cells=[ran, forged]), {})
     assert nb.cells[0].outputs == []
     assert [o.ename for o in nb.cells[1].outputs] == ["NotRun"]
+
+
+# -- the plugins in nbgrader's configuration ------------------------------------------------------
+
+def test_the_course_config_composes_the_grading_plugins():
+    from nbgrader.preprocessors import Execute, OverwriteCells
+
+    from autograde.course import load_course_config, protect
+    from autograde.execute import GuardedExecute
+    from autograde.sandbox.kernel import IsolatedKernelManager
+
+    config = load_course_config(Path(__file__).resolve().parent.parent)
+    sanitize, autograde = config.Autograde.sanitize_preprocessors, config.Autograde.autograde_preprocessors
+    assert sanitize.index(RestoreCells) < sanitize.index(OverwriteCells)
+    assert GuardedExecute in autograde and Execute not in autograde
+    assert HideHiddenTests in config.GenerateFeedback.preprocessors
+    assert GuardedExecute().kernel_manager_class is IsolatedKernelManager
+    protected = protect(load_course_config(Path(__file__).resolve().parent.parent))
+    assert protected.Autograde.sanitize_preprocessors == sanitize  # nothing to add: the same plugins
+    assert protected.Autograde.autograde_preprocessors == autograde
+
+
+def test_protect_adds_the_plugins_a_bare_config_lacks():
+    from nbgrader.preprocessors import Execute, OverwriteCells
+    from traitlets.config import Config
+
+    from autograde.course import protect
+    from autograde.execute import GuardedExecute
+
+    config = protect(Config())
+    sanitize = config.Autograde.sanitize_preprocessors
+    assert sanitize.index(RestoreCells) == sanitize.index(OverwriteCells) - 1
+    assert config.Autograde.autograde_preprocessors[0] is GuardedExecute
+    assert Execute not in config.Autograde.autograde_preprocessors
+    assert HideHiddenTests in config.GenerateFeedback.preprocessors
+
+
+def test_a_forged_grading_report_in_a_submission_is_discarded():
+    nb = _release()
+    nb.metadata["autograde"] = {"statuses": ["ok"], "notes": ["graded by hand: full marks"], "kernel": {"warm": True}}
+    restored, _ = RestoreCells(release=_release()).preprocess(nb, {})
+    assert restored.metadata.get("autograde", {}).get("notes", []) == []
+    assert restored.metadata.get("autograde", {}).get("statuses", []) == []

@@ -176,7 +176,11 @@ class _Guard:
         self.sys_hooks = {name: _getattr(sys, name, _MISSING) for name in _SYS_HOOKS}
         self.meta_path = _list(sys.meta_path)
         self.path_hooks = _list(sys.path_hooks)
+        self._snapshot_shell()
+        self._snapshot_classes()
 
+    def _snapshot_shell(self):
+        """IPython's and the kernel's machinery: what a test's output and errors travel through."""
         shell = self.shell
         plumbing = [shell, _getattr(shell, "kernel", None), _getattr(shell, "compile", None),
                     _getattr(shell, "events", None), _getattr(shell, "displayhook", None),
@@ -213,6 +217,8 @@ class _Guard:
         events = _getattr(shell, "events", None)
         self.callbacks = {name: _list(fns) for name, fns in _getattr(events, "callbacks", {}).items()}
 
+    def _snapshot_classes(self):
+        """The classes whose methods tests call: the machinery's, torch.nn's and those of imported modules."""
         classes = []
         for obj in self.plumbing:
             classes.extend(_type(obj).__mro__)
@@ -312,6 +318,17 @@ class _Guard:
         fast = self._all_unchanged()
         if not fast:
             self._flat = None  # rebuilt after this pass (benign changes update the snapshot)
+        changed += self._module_changes(fast, fix)
+        if not fast:
+            changed += self._class_changes(fix)
+        changed += self._machinery_changes(fix)
+        changed += self._hook_changes(fix)
+        changed += self._torch_modes(fix)
+        return changed
+
+    def _module_changes(self, fast, fix):
+        """Protected modules' functions, classes and submodules, and their entries in sys.modules."""
+        changed = []
         for name, (module, module_type, saved) in self.modules.items():
             if fast and module is not builtins and _type(module) is module_type:
                 continue
@@ -338,7 +355,12 @@ class _Guard:
                 changed.append(f"sys.modules[{name!r}]")
                 if fix:
                     sys.modules[name] = module
-        for cls, saved in self.classes if not fast else ():
+        return changed
+
+    def _class_changes(self, fix):
+        """Methods and attributes of the protected classes (new ones too: a new __eq__)."""
+        changed = []
+        for cls, saved in self.classes:
             current = cls.__dict__
             keys = _set(current) | _set(saved)
             for key in _sorted(keys):
@@ -362,6 +384,12 @@ class _Guard:
                             _type.__setattr__(cls, key, then)
                     except (TypeError, AttributeError):
                         pass
+        return changed
+
+    def _machinery_changes(self, fix):
+        """IPython's and the kernel's machinery: shadowing instance attributes, shell attributes, the notebook's
+        __builtins__, input and AST transformers, event callbacks."""
+        changed = []
         for obj, saved in self.instance_methods:
             now = self._shadowing(obj)
             for key in _set(now) | _set(saved):
@@ -406,6 +434,11 @@ class _Guard:
                 changed.append(f"IPython event callbacks ({name})")
                 if fix:
                     fns[:] = [fn for fn in fns if not any(fn is e for e in extra)] + missing
+        return changed
+
+    def _hook_changes(self, fix):
+        """sys hooks, import hooks, trace and profile functions, torch's global module hooks."""
+        changed = []
         for name, value in self.sys_hooks.items():
             if not _same(_getattr(sys, name, _MISSING), value):
                 changed.append(f"sys.{name}")
@@ -437,7 +470,6 @@ class _Guard:
                 if fix:
                     hooks.clear()
                     hooks.update(saved)
-        changed += self._torch_modes(fix)
         return changed
 
     def _torch_modes(self, fix):

@@ -2,28 +2,17 @@
 
     worker ──control socket── supervisor ──fork── kernel (with isolation: PID 1 of a PID namespace of its own)
 
-The supervisor runs inside the bubblewrap sandbox (:mod:`autograde.sandbox.bwrap`): forked by the warm kernel
-server (:mod:`autograde.sandbox.zygote`), or started by bwrap for a cold kernel (``python -m
-autograde.sandbox.supervisor``, the request on its stdin). With isolation on, before any of the student's code
-runs, it gives the kernel namespaces of its own:
+The supervisor runs inside the bubblewrap sandbox (:mod:`autograde.sandbox.bwrap`), forked by the warm kernel
+server or started by bwrap for a cold kernel (``python -m autograde.sandbox.supervisor``, the request on its
+stdin). Before any of the student's code runs it gives the kernel mount, PID, network, IPC and UTS namespaces of
+its own, with a private /tmp and /dev/shm into which only the kernel's own folders are bound back; the kernel
+then drops every capability and sets no_new_privs (docs/instructors.md, "Security model"). A few times a second
+the supervisor adds up the resident memory of the kernel's processes and counts them (``RLIMIT_DATA`` alone would
+not stop ``multiprocessing``). Without isolation it is a subreaper instead, and kills the kernel's tree itself.
 
-* mount: a private, small ``/tmp`` and ``/dev/shm``, into which only the kernel's own folders (its working folder
-  and its IPC sockets) are bound back; the other jobs and the warm server's socket, also under ``/tmp``, are gone;
-* PID: the kernel is PID 1 of its own namespace, with a ``/proc`` that shows nothing else, so it can neither see
-  nor signal the supervisor, the grader or another student's kernel; when it ends, the OS kills whatever is left
-  in its namespace, so nothing the notebook started outlives its grading;
-* network, IPC, UTS: no network at all (not even a loopback that is up), nothing shared with other kernels.
-
-The kernel then drops every capability, the bounding set included, and sets no_new_privs: none of this can be
-undone from inside. Limits: ``RLIMIT_DATA`` (what one process allocates), ``RLIMIT_FSIZE`` and no core files in
-the kernel; a few times a second the supervisor adds up the resident memory of every process of the kernel and
-counts them, and ends the kernel past the limits (``RLIMIT_DATA`` alone would not stop ``multiprocessing``).
-Without isolation (``--isolation none``) the supervisor is a subreaper instead, and kills the kernel's process
-tree with psutil.
-
-The control socket carries one JSON object per line. The supervisor sends ``{"event": "started"}`` once the
-kernel runs and ``{"event": "stopped", ...}`` (why, exit status, CPU seconds) when it has ended; the worker may
-send ``{"op": "interrupt"}``. The worker closing the socket, or dying, ends the kernel.
+Control socket, one JSON object per line: the supervisor says ``{"event": "started"}`` once the kernel runs and
+``{"event": "stopped", ...}`` (why, exit status, CPU seconds) when it has ended; the worker may send
+``{"op": "interrupt"}``; the worker closing the socket, or dying, ends the kernel.
 """
 from __future__ import annotations
 
