@@ -30,6 +30,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
 from .execute import GuardedExecute
+from .feedback import FeedbackExporter
 from .preprocessors import HideHiddenTests, RestoreCells, grade_id
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
@@ -186,4 +187,5 @@ class Template:
 
     def feedback_converter(self, root: Path, student: str, log) -> GenerateFeedback:
         config = course_config(self.course.config, root, self.course.assignment, student)
+        config.GenerateFeedback.exporter_class = FeedbackExporter
         return GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=log)

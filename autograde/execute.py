@@ -28,6 +28,7 @@ noticed goes into the notebook's ``autograde`` metadata (:func:`autograde.prepro
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -60,6 +61,13 @@ CORE_BUILTINS = sorted({
 })
 
 
+@functools.lru_cache(maxsize=1024)
+def analyse_source(source: str) -> tuple[list[str], frozenset, frozenset]:
+    """The names a cell binds, the builtins it uses, the modules it imports. The same instructor cells come back
+    in every submission: the grading tool analyses them once, before it forks its workers."""
+    return sorted(bound_names(source)), frozenset(used_builtins(source)), frozenset(imported_modules([source]))
+
+
 def _error(ename: str, evalue: str) -> NotebookNode:
     return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
@@ -90,14 +98,16 @@ class GuardedExecute(Execute):
         those whose state changes as they are used: pyplot's current figure)."""
         instructor = [cell for cell in cells if cell.cell_type == "code" and utils.is_locked(cell)
                       and not utils.is_solution(cell)]
-        self.pins, builtins = {}, set()
+        self.pins, builtins, modules = {}, set(), set()
         for cell in instructor:
+            names, used, imported = analyse_source(cell.source)
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             if grade_id:
-                self.pins[grade_id] = sorted(bound_names(cell.source))
-                builtins |= used_builtins(cell.source)
+                self.pins[grade_id] = names
+                builtins |= used
+            modules |= imported
         self.builtin_names = sorted(builtins)
-        self.protected_modules = sorted(name for name in imported_modules(cell.source for cell in instructor)
+        self.protected_modules = sorted(name for name in modules
                                         if name.split(".")[0] not in ("matplotlib", "mpl_toolkits", "seaborn"))
 
     @staticmethod

@@ -34,10 +34,11 @@ from nbgrader.coursedir import CourseDirectory
 
 from . import status as st
 from .course import Template, course_config
-from .feedback import FeedbackExporter, prewarm_feedback, write_status_page
+from .feedback import prewarm_feedback, write_status_page
 from .formgrader import publish_autograded, publish_submitted, read_scores, student_folder
 from .inputs import read_submission
-from .preprocessors import NotGradable, check_assignment, report
+from .execute import GuardedExecute
+from .preprocessors import HideHiddenTests, NotGradable, check_assignment, report
 from .results import Result, atomic_copy
 from .sandbox import linux
 from .sandbox.supervisor import Limits
@@ -83,9 +84,13 @@ class Settings:
 
 
 def prewarm(template: Template) -> None:
-    """Work every worker would repeat, done once in the process they are forked from."""
+    """Work every worker would repeat, done once in the process they are forked from: compile the feedback
+    templates, the pattern of hidden-test lines, and analyse the instructor's cells for the tamper guard."""
     converter = template.feedback_converter(template.root, STUDENT, logging.getLogger("autograde"))
     prewarm_feedback(converter.config, template.release)
+    source = nbformat.read(template.course.notebook_path, as_version=4)
+    GuardedExecute()._analyse(source.cells)
+    HideHiddenTests().preprocess(source, {})  # (which removes the hidden tests from *source*)
 
 
 def run_job(job: Job, template: Template, settings: Settings) -> Result:
@@ -192,7 +197,6 @@ def _job_config(template: Template, jobdir: Path, settings: Settings):
     limits = settings.limits
     kernels.memory_mb, kernels.max_processes = limits.memory_mb, limits.max_processes
     kernels.max_file_mb, kernels.tmp_mb = limits.max_file_mb, limits.tmp_mb
-    config.GenerateFeedback.exporter_class = FeedbackExporter
     return config
 
 
