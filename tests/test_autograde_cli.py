@@ -316,3 +316,32 @@ def test_the_cheats_fool_stock_nbgrader_but_not_this_tool(course, mini, graded, 
         stock_scores = {s.student.id: s.score for s in gb.find_assignment(MINI).submissions}
     assert all(stock_scores[name] > 0 for name in STOCK_FOOLED), stock_scores
     assert all(graded["rows"][f"cheat_{name}"]["score"] == "0" for name in STOCK_FOOLED)
+
+
+def test_without_bubblewrap_the_tool_refuses_and_names_the_fix(course, mini, tmp_path):
+    import subprocess
+
+    from autograde_fixtures import PYTHON, tool_env
+
+    release, answers = mini
+    write(fill(release, answers), tmp_path / "class" / "ann.ipynb")
+    env = tool_env()
+    env["PATH"] = str(PYTHON.parent)  # the environment's programs, but no bwrap
+    done = subprocess.run([str(PYTHON), "-m", "autograde", "grade", tmp_path / "class", "--assignment", MINI,
+                           "--out", tmp_path / "out", "--course", course], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "apt-get install bubblewrap" in done.stderr and "--isolation none" in done.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_isolation_none_is_stated_in_the_summary_and_every_row(course, mini, tmp_path):
+    release, answers = mini
+    write(fill(release, answers), tmp_path / "class" / "ann.ipynb")
+    (tmp_path / "class" / "empty.ipynb").write_bytes(b"")
+    done = run_cli("grade", tmp_path / "class", "--assignment", MINI, "--out", tmp_path / "out", "--course", course,
+                   "--isolation", "none")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--isolation none" in done.stdout
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    assert rows["ann"]["score"] == "3" and rows["empty"]["status"] == "empty file"
+    assert all("--isolation none" in row["notes"] for row in rows.values())

@@ -33,7 +33,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, Enum, Integer, List, Unicode
 
 from .bwrap import bwrap_command, isolation_problem
-from .supervisor import KernelRequest, Limits, read_line
+from .supervisor import KernelRequest, Limits
 
 START_TIMEOUT_S = 120  # a cold kernel on a loaded machine imports ipykernel first
 STOP_TIMEOUT_S = 10
