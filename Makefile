@@ -12,7 +12,7 @@ ASSIGNMENT ?= residual_blocks
 # The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup lab test release grade bench lock browser bubblewrap clean
+.PHONY: setup lab test release grade bench lock browser bubblewrap slurm clean
 
 setup: $(STAMP) bubblewrap
 
@@ -76,6 +76,17 @@ bubblewrap:
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap >/dev/null; } \
 		|| echo "make bubblewrap: apt-get could not install it; install it with: sudo apt-get install bubblewrap"
+
+# Slurm and munge from Debian, for the test that grades a class as array jobs on a real one-node cluster
+# (tests/slurm_cluster.py starts it in a temporary folder). Without root or apt that test is skipped, saying why.
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+		echo "make slurm: cannot install Slurm without root; the Slurm test will be skipped"; exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "make slurm: no apt-get here; the Slurm test will be skipped"; exit 0; }; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq slurm-wlm munge >/dev/null; } \
+		|| echo "make slurm: apt-get could not install slurm-wlm and munge; the Slurm test will be skipped"
 
 clean:
 	rm -rf $(VENV) submitted autograded feedback gradebook.db exchange
