@@ -3,7 +3,7 @@
     python -m autograde grade SUBMISSIONS --assignment NAME --out DIR [--jobs N] [--timeout S]
                                 [--memory MB] [--force] [--course DIR] [--kernel warm|cold]
                                 [--isolation bwrap|none] [--lms NAME] [--due TIME]
-                                [--lms-column HEADER] [--lms-points P]
+                                [--lms-column HEADER] [--lms-points P] [--similarity]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
 itself cannot run (no such assignment, unreadable SUBMISSIONS, ...), 2 for a usage error,
@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--lms-points", type=_positive(float), default=None, metavar="P",
                        help="the points the assignment is out of in the LMS; the import files scale scores to it "
                             "(default: the assignment's own points)")
+    grade.add_argument("--similarity", action="store_true",
+                       help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
+                            "for a person to look at (grades are never changed)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.add_argument("--keep-work", action="store_true", help="keep each submission's work folder (debugging)")
 
@@ -138,7 +141,8 @@ def _grade(args) -> int:
                       run_root=run_root, server=server, jobs=args.jobs, timeout=args.timeout,
                       memory_mb=args.memory, force=args.force, progress=not args.no_progress,
                       keep_work=args.keep_work, isolation=args.isolation, lms=args.lms, due=args.due,
-                      lms_column=args.lms_column, lms_points=args.lms_points, started=args.started))
+                      lms_column=args.lms_column, lms_points=args.lms_points, started=args.started,
+                      similarity=args.similarity))
     finally:
         if server is not None:
             server.stop()

@@ -228,7 +228,7 @@ def summary(results: list[Result], report: RunReport) -> str:
         if late:
             lines.append(f"  {late} submission(s) lost points to the late-submission penalty")
     lines += ["", f"Grades: {report.out / 'grades.csv'}", f"Feedback: {report.out / 'feedback'}/<student_id>.html"]
-    lines += [f"LMS import: {line}" for line in report.exports]
+    lines += [f"Written: {line}" for line in report.exports]
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ from .results import Cache, Result, RunReport, cache_key, summary, write_grades
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
+from .similarity import write_similarity
 from .worker import Job, Settings, prewarm
 
 
@@ -63,6 +64,7 @@ class Options:
     lms_column: str | None = None  # the assignment's column header in the LMS import files (default: its name)
     lms_points: float | None = None  # what the assignment is out of in the LMS (default: its own points)
     started: float = field(default_factory=time.monotonic)  # when the command started (the summary's time)
+    similarity: bool = False  # write similarity.csv: pairs of submissions alike enough for a person to look at
 
 
 def feedback_name(student_id: str) -> str:
@@ -146,6 +148,10 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     _publish(results, out, template, class_course, cache, log, duedate)
     report.exports = write_exports(out, results, course.assignment, template.max_score, options.lms_column,
                                    options.lms_points)
+    if options.similarity:
+        submitted = {r.student_id: class_course.root / "submitted" / r.student_id / course.assignment /
+                     f"{course.notebook}.ipynb" for r in results if class_course.autograded_path(r.student_id)}
+        report.exports.append(write_similarity(out, results, template.release, submitted))
     report.seconds = time.monotonic() - options.started
     try:
         print(summary(results, report), file=stream, flush=True)

@@ -411,11 +411,12 @@ def test_gradescope_export_graded(notebooks, tmp_path):
         ("assignment_42_export/submission_111/mini.ipynb", _code_only(notebooks), T0),
         ("assignment_42_export/submission_222/ours.ipynb", notebooks["wrong"], T0),
         ("assignment_42_export/submission_333/mini.py", "def double(x): return 2 * x\n", T0)])
-    done, rows = _grade(archive, tmp_path / "out", notebooks["course"])
+    done, rows = _grade(archive, tmp_path / "out", notebooks["course"], "--similarity")
     assert {k: (v["score"], v["status"]) for k, v in rows.items()} == {
         "0042": ("3", "ok"), "0043": ("0", "ok"), "0044": ("0", "ok"), "0046": ("0", st.NO_NOTEBOOK)}
     assert rows["0046"]["name"] == "'" + EVIL.full_name  # spreadsheet-safe
     assert not list((tmp_path / "out").glob("*_grades.*"))  # Gradescope imports nothing: grades.csv is keyed by SID
+    assert "0 pair(s) at least 70% alike" in done.stdout  # the group's one notebook is no pair
 
 
 def test_the_summary_counts_from_the_process_start(monkeypatch):
@@ -482,9 +483,59 @@ def test_the_nbgrader_exchange_round_trip(notebooks, tmp_path):
 
     nbgrader("generate_feedback", MINI, cwd=out / "nbgrader")
     nbgrader("release_feedback", MINI, cwd=out / "nbgrader")
-    for student, score in (("alice", "3.0"), ("bob", "0.0")):
+    for student, score in (("alice", "1.5"), ("bob", "0.0")):  # nbgrader's page shows the score less the penalty
         nbgrader("fetch_feedback", MINI, cwd=tmp_path / student, who=student)
         (page,) = (tmp_path / student / MINI / "feedback").glob(f"*/{MINI}.html")  # each gets their own page
         text = page.read_text(encoding="utf-8")
         assert f"{MINI} (Score: {score} / 4.0)" in text and "BEGIN HIDDEN TESTS" not in text
         assert ("Late submission penalty (Score: -1.5)" in text) == (student == "alice")
+
+
+# -- --similarity -----------------------------------------------------------------------------------------
+
+ORIGINAL = '''def double(x):
+    result = x.clone()
+    for step in range(1):
+        result = result + x
+    if result.dtype == torch.bool:
+        raise TypeError("booleans cannot be doubled")
+    return result
+'''
+RENAMED = '''def double(x):
+    # my own work
+    total = x.clone()   # start from x
+    for i in range(1):
+        total = total + x
+    if total.dtype == torch.bool:
+        raise TypeError("no doubling of booleans")
+    return total
+'''
+OTHER = '''def double(x):
+    if not torch.is_tensor(x):
+        x = torch.tensor(x)
+    out = torch.empty_like(x)
+    out.copy_(x * 2)
+    return out.reshape(x.shape)
+'''
+
+
+def test_similarity_flags_renamed_copies_and_nothing_else(notebooks, tmp_path):
+    from autograde.similarity import write_similarity
+
+    answers = {"ann": ORIGINAL, "ben": RENAMED, "cal": OTHER, "dee": None, "eve": None}
+    submitted, results = {}, []
+    for student, answer in answers.items():
+        nb = fill(notebooks["release"], {"double": answer} if answer else {})
+        submitted[student] = tmp_path / f"{student}.ipynb"
+        nbformat.write(nb, submitted[student])
+        results.append(_result(student, "", "plain", 0))
+    line = write_similarity(tmp_path, results, notebooks["release"], submitted)
+    rows = list(csv.DictReader(open(tmp_path / "similarity.csv", encoding="utf-8")))
+    assert [(r["student_a"], r["student_b"]) for r in rows] == [("ann", "ben")]  # untouched releases are no pair
+    assert float(rows[0]["similarity"]) >= 0.7 and "1 pair(s)" in line and "grades are unchanged" in line
+    # A group's one submission is not copying.
+    submitted["ben"].write_bytes(submitted["ann"].read_bytes())
+    for result in results[:2]:
+        result.notes.append("group submission with the other")
+    write_similarity(tmp_path, results, notebooks["release"], submitted)
+    assert (tmp_path / "similarity.csv").read_text().splitlines() == ["student_a,student_b,similarity,shared_fragments"]
