@@ -11,16 +11,18 @@ formgrader's Autograde button grade the same way:
 The rest is the parallel driver around them, in the order a grading run uses it:
 
 * :mod:`autograde.cli` — the command line; :mod:`autograde.run` — one grading run end to end;
-* :mod:`autograde.inputs`, :mod:`autograde.safezip` — one submission per student from a folder or zip;
+* :mod:`autograde.inputs`, :mod:`autograde.lms`, :mod:`autograde.safezip` — one submission per student from a
+  folder or zip, LMS downloads read by their naming patterns;
 * :mod:`autograde.course` — the instructor's course, its configuration, the template every job copies;
 * :mod:`autograde.scheduler` — grade submissions in parallel worker processes, with progress and deadlines;
 * :mod:`autograde.worker` — grade one submission with nbgrader's Autograde and GenerateFeedback;
 * :mod:`autograde.results` — the Result record, grades.csv, the cache and the summary;
+  :mod:`autograde.exports` — the grade file each LMS imports;
 * :mod:`autograde.feedback` — feedback pages; :mod:`autograde.formgrader` — the class course for formgrader.
 """
 
 # Part of every cache key: bump it when a change to the grader can change grades.
-GRADER_VERSION = "2"
+GRADER_VERSION = "3"
 
 
 class AutogradeError(Exception):

@@ -2,7 +2,8 @@
 
     python -m autograde grade SUBMISSIONS --assignment NAME --out DIR [--jobs N] [--timeout S]
                                 [--memory MB] [--force] [--course DIR] [--kernel warm|cold]
-                                [--isolation bwrap|none]
+                                [--isolation bwrap|none] [--lms NAME] [--due TIME]
+                                [--lms-column HEADER] [--lms-points P] [--similarity]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
 itself cannot run (no such assignment, unreadable SUBMISSIONS, ...), 2 for a usage error,
@@ -15,10 +16,13 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 from . import AutogradeError
+from .lms import LAYOUTS
 
 
 def _positive(kind):
@@ -28,6 +32,16 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
     return parse
+
+
+def _when(text: str) -> datetime:
+    """A due date: ISO 8601 or "2026-03-01 23:59"; without a zone, this machine's local time."""
+    import dateutil.parser
+
+    try:
+        return dateutil.parser.parse(text).astimezone()
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(f"not a date and time: {text} ({exc})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bwrap: the operating system isolates every notebook from your files, the network and "
                             "each other (default; needs Linux and bubblewrap); none: notebooks run with your own "
                             "access (only for code you trust; every row's notes say so)")
+    grade.add_argument("--lms", choices=["auto", *LAYOUTS, "plain"], default="auto",
+                       help="the LMS the download comes from (default: recognised by its file names); plain: the "
+                            "file or folder name is the student id")
+    grade.add_argument("--due", type=_when, default=None, metavar="TIME",
+                       help="the due date, for nbgrader's late-penalty plugin (default: the assignment's due date in "
+                            "the course's gradebook); without a time zone, local time")
+    grade.add_argument("--lms-column", default=None, metavar="HEADER",
+                       help="the assignment's column in the LMS import files, as the LMS's own export writes it, e.g. "
+                            "'Residual blocks (12345)' for Canvas (default: the assignment's name)")
+    grade.add_argument("--lms-points", type=_positive(float), default=None, metavar="P",
+                       help="the points the assignment is out of in the LMS; the import files scale scores to it "
+                            "(default: the assignment's own points)")
+    grade.add_argument("--similarity", action="store_true",
+                       help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
+                            "for a person to look at (grades are never changed)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.add_argument("--keep-work", action="store_true", help="keep each submission's work folder (debugging)")
 
@@ -65,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # The summary's time counts from the process's start: imports and the warm kernel server's start-up included.
+    import psutil
+
+    started = time.monotonic() - max(0.0, time.time() - psutil.Process().create_time())
     args = build_parser().parse_args(argv)
+    args.started = started
     # nbgrader runs `alembic` from PATH when it creates a gradebook: use this environment's.
     bin_dir = os.path.dirname(sys.executable)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -106,7 +140,9 @@ def _grade(args) -> int:
         grade(Options(submissions=args.submissions, assignment=args.assignment, out=args.out, course=course,
                       run_root=run_root, server=server, jobs=args.jobs, timeout=args.timeout,
                       memory_mb=args.memory, force=args.force, progress=not args.no_progress,
-                      keep_work=args.keep_work, isolation=args.isolation))
+                      keep_work=args.keep_work, isolation=args.isolation, lms=args.lms, due=args.due,
+                      lms_column=args.lms_column, lms_points=args.lms_points, started=args.started,
+                      similarity=args.similarity))
     finally:
         if server is not None:
             server.stop()

@@ -17,7 +17,9 @@ import copy
 import hashlib
 import logging
 import shutil
+import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -85,6 +87,11 @@ def protect(config: Config) -> Config:
     return config
 
 
+def naive_utc(when: datetime | None) -> datetime | None:
+    """nbgrader's gradebook keeps times in UTC, without a zone."""
+    return when.astimezone(timezone.utc).replace(tzinfo=None) if when else None
+
+
 @dataclass
 class GradedCell:
     grade_id: str
@@ -119,6 +126,20 @@ class Course:
                 digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()[:16]
 
+    def recorded_duedate(self) -> datetime | None:
+        """The assignment's due date in the course's own gradebook (``nbgrader db assignment add --duedate``, or
+        formgrader's "Manage Assignments"), read without writing to it; None if it has none."""
+        url = self.config.CourseDirectory.get("db_url") or f"sqlite:///{self.root / 'gradebook.db'}"
+        path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+                row = db.execute("SELECT duedate FROM assignment WHERE name = ?", (self.assignment,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return datetime.fromisoformat(row[0]).replace(tzinfo=timezone.utc) if row and row[0] else None
+
     def default_timeout(self) -> int:
         for section in ("GuardedExecute", "Execute", "ExecutePreprocessor"):
             value = self.config.get(section, {}).get("timeout")
@@ -146,13 +167,16 @@ class Template:
     def release_path(self) -> Path:
         return self.release_dir / self.course.notebook_path.name
 
-    def prepare(self, log: logging.Logger | None = None) -> "Template":
+    def prepare(self, log: logging.Logger | None = None, duedate: datetime | None = None) -> "Template":
         self.fingerprint = self.course.fingerprint()
         stamp = self.root / "fingerprint"
         if not (stamp.exists() and stamp.read_text() == self.fingerprint and self.gradebook.exists()
                 and self.release_path.exists()):
             self._build(log)
             stamp.write_text(self.fingerprint)
+        # Every job's gradebook is a copy of this one: nbgrader's Autograde finds the due date there.
+        with Gradebook("sqlite:///" + str(self.gradebook), self.course.course_id) as gb:
+            gb.update_or_create_assignment(self.course.assignment, duedate=naive_utc(duedate))
         self._load()
         return self
 

@@ -11,9 +11,17 @@ gathers the results into one course that nbgrader's formgrader can open::
 
 Rules that make reruns safe: automatic scores are (re)written by the grader; manual scores and
 comments entered in formgrader are never overwritten. When a new automatic score differs from the
-stored one, a cell that had been graded by hand is flagged for review again (as ``nbgrader autograde``
-does). ``grades.csv`` is read back from this gradebook, so it shows the manual grades too, and the
-feedback pages of students with manual grades or comments are rendered again from it.
+stored one, or the student's answer in a cell graded by hand is not the one that was graded (a new
+submission), the cell is flagged for review again, as ``nbgrader autograde`` flags every cell graded by
+hand when it grades a submission again (the checksums of the answers last merged are kept in
+``.answers.json``). ``grades.csv`` is read back from this gradebook, so it shows the manual grades
+too, and the feedback pages of students with manual grades or comments are rendered again from it.
+
+Each submission carries what nbgrader's exchange needs: ``timestamp.txt`` (the submission time, which
+also drives late penalties) and ``submission_secret.txt`` (from the exchange), so that ``nbgrader
+generate_feedback`` and ``release_feedback`` work here. A submission that came from an LMS has no
+secret: it gets one nobody holds (its feedback goes back through the LMS), so that release_feedback still
+works for the rest of the class.
 """
 from __future__ import annotations
 
@@ -21,18 +29,24 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils as nbgrader_utils
 from nbgrader.api import Gradebook
 
-from .course import IGNORED, Template
+from .course import IGNORED, Template, naive_utc
 from .feedback import FeedbackExporter
 from .results import Result, atomic_copy, atomic_write
 
 log = logging.getLogger("autograde")
+REVIEW = "graded by hand, then the answer or its automatic score changed: review "
+TIMESTAMP, SECRET = "timestamp.txt", "submission_secret.txt"
 
 CONFIG = '''\
 """Written by `python -m autograde grade`: this folder is an nbgrader course holding the graded class.
@@ -82,6 +96,7 @@ class FormgraderCourse:
         if gradebook.exists() and (not stamp.exists() or stamp.read_text() != self.template.fingerprint):
             backup = self.root / f"gradebook-{time.strftime('%Y%m%d-%H%M%S')}.db"
             gradebook.rename(backup)
+            (self.root / ".answers.json").unlink(missing_ok=True)
             log.warning("the assignment's source changed: the previous gradebook is kept as %s", backup)
         self.root.mkdir(parents=True, exist_ok=True)
         if not gradebook.exists():
@@ -95,40 +110,51 @@ class FormgraderCourse:
             instructor_config=str(self.course.root / "nbgrader_config.py")))
         return self
 
-    def merge(self, results: list[Result]) -> None:
+    def merge(self, results: list[Result], duedate: datetime | None = None) -> None:
         """Write each graded result into the gradebook, then read its scores back (manual ones included)."""
-        assignment, notebook = self.course.assignment, self.course.notebook
+        answers_path = self.root / ".answers.json"
+        try:
+            answers = json.loads(answers_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            answers = {}
         with Gradebook(self.db_url, self.course.course_id) as gb:
+            gb.update_or_create_assignment(self.course.assignment, duedate=naive_utc(duedate))
             for result in results:
-                book = result.gradebook
-                if not book or self.autograded_path(result.student_id) is None:
-                    continue
-                student = result.student_id
-                gb.update_or_create_student(student)
-                gb.update_or_create_submission(assignment, student)
-                submitted = gb.find_submission_notebook(notebook, assignment, student)
-                for grade in submitted.grades:
-                    if grade.name not in book["grades"]:
-                        continue
-                    auto, needs_manual = book["grades"][grade.name]
-                    if grade.manual_score is None:
-                        grade.auto_score = auto
-                        grade.needs_manual_grade = bool(needs_manual)
-                    elif grade.auto_score != auto:
-                        # Graded by hand, and the automatic score moved: review it (nbgrader's rule).
-                        grade.auto_score = auto
-                        grade.needs_manual_grade = True
-                for comment in submitted.comments:
-                    if comment.name in book["comments"]:
-                        comment.auto_comment = book["comments"][comment.name]
-                gb.db.commit()
-                read_scores(submitted, result)
-                manual = [(grade.name, grade.manual_score, grade.extra_credit)
-                          for grade in submitted.grades if grade.manual_score is not None]
-                manual += [(comment.name, comment.manual_comment) for comment in submitted.comments
-                           if comment.manual_comment]
-                result.manual = hashlib.sha1(json.dumps(sorted(map(str, manual))).encode()).hexdigest() \
-                    if manual else None
+                if result.gradebook and self.autograded_path(result.student_id) is not None:
+                    self._merge_one(gb, result, answers)
+        atomic_write(answers_path, json.dumps(answers, sort_keys=True))
+
+    def _merge_one(self, gb: Gradebook, result: Result, answers: dict) -> None:
+        assignment, notebook, student, book = self.course.assignment, self.course.notebook, result.student_id, \
+            result.gradebook
+        gb.update_or_create_student(student)
+        timestamp = datetime.fromisoformat(book["timestamp"]) if book.get("timestamp") else None
+        gb.update_or_create_submission(assignment, student, timestamp=naive_utc(timestamp))
+        submitted = gb.find_submission_notebook(notebook, assignment, student)
+        graded_answers, new_answers = answers.get(student, {}), book.get("answers", {})
+        for grade in submitted.grades:
+            if grade.name not in book["grades"]:
+                continue
+            auto, needs_manual = book["grades"][grade.name]
+            changed = graded_answers.get(grade.name, new_answers.get(grade.name)) != new_answers.get(grade.name)
+            if grade.manual_score is None:
+                grade.auto_score = auto
+                grade.needs_manual_grade = bool(needs_manual)
+            elif grade.auto_score != auto or changed:
+                # Graded by hand, and the automatic score or the answer itself moved: review it (nbgrader's rule).
+                grade.auto_score = auto
+                grade.needs_manual_grade = True
+        for comment in submitted.comments:
+            if comment.name in book["comments"]:
+                comment.auto_comment = book["comments"][comment.name]
+        submitted.late_submission_penalty = book.get("late_penalty")
+        gb.db.commit()
+        answers[student] = new_answers
+        read_scores(submitted, result)
+        manual = [(grade.name, grade.manual_score, grade.extra_credit)
+                  for grade in submitted.grades if grade.manual_score is not None]
+        manual += [(comment.name, comment.manual_comment) for comment in submitted.comments if comment.manual_comment]
+        result.manual = hashlib.sha1(json.dumps(sorted(map(str, manual))).encode()).hexdigest() if manual else None
 
     def render_feedback(self, result: Result) -> None:
         """The student's feedback page, from this gradebook (with the manual grades and comments)."""
@@ -147,11 +173,28 @@ class FormgraderCourse:
 
 def read_scores(submitted, result: Result) -> None:
     """A submission notebook's scores in a gradebook into *result*: per cell (None while the cell awaits
-    grading by hand), how many await it, and the total less the late penalty."""
+    grading by hand), how many await it, the late penalty, and the total less that penalty."""
     for grade in submitted.grades:  # grade.score: the manual score if any, else the automatic one
         result.cells[grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
     result.needs_manual_grade = sum(bool(grade.needs_manual_grade) for grade in submitted.grades)
-    result.score = max(0.0, float(submitted.score) - (submitted.late_submission_penalty or 0.0))
+    result.late_penalty = float(submitted.late_submission_penalty or 0.0)
+    result.score = max(0.0, float(submitted.score) - result.late_penalty)
+    review = [grade.name for grade in submitted.grades if grade.manual_score is not None and grade.needs_manual_grade]
+    result.notes = [note for note in result.notes if not note.startswith(REVIEW)]  # as the gradebook says now
+    if review:
+        result.add(note=REVIEW + ", ".join(review) + " in formgrader")
+
+
+def answer_checksums(nb) -> dict[str, str]:
+    """nbgrader's checksum of every answer graded by hand (its source and metadata), by grade_id."""
+    return {cell.metadata.nbgrader["grade_id"]: nbgrader_utils.compute_checksum(cell) for cell in nb.cells
+            if nbgrader_utils.is_grade(cell) and nbgrader_utils.is_solution(cell)}
+
+
+def nbgrader_timestamp(iso: str) -> str:
+    """An ISO 8601 time as nbgrader's exchange writes timestamp.txt."""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
 
 
 def publish_autograded(source_dir: Path, target_dir: Path) -> None:
@@ -170,9 +213,34 @@ def publish_autograded(source_dir: Path, target_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def publish_submitted(original: Path, target: Path) -> None:
-    """The file the student handed in, byte for byte (nbgrader's release_feedback matches on its hash)."""
-    atomic_copy(original, target)
-    timestamp = original.parent / "timestamp.txt"
-    if timestamp.is_file():
-        shutil.copyfile(timestamp, target.parent / "timestamp.txt")
+@dataclass
+class Submitted:
+    """One graded submission, as the class course receives it from a worker."""
+
+    original: Path  # the file the student handed in
+    autograded: Path  # the job course's autograded folder
+    notebook_file: str  # "<notebook>.ipynb"
+    submitted_at: str | None = None  # ISO 8601: the LMS's or the exchange's time
+    exchange_files: dict[str, Path] = field(default_factory=dict)  # timestamp.txt, submission_secret.txt
+
+
+def publish(root: Path, student: str, assignment: str, submission: Submitted) -> None:
+    """The student's submitted and autograded folders in the class course, with what nbgrader's exchange needs."""
+    submitted_dir = root / "submitted" / student / assignment
+    autograded_dir = root / "autograded" / student / assignment
+    publish_autograded(submission.autograded, autograded_dir)
+    # Byte for byte: the file the student handed in.
+    atomic_copy(submission.original, submitted_dir / submission.notebook_file)
+    files = {name: path.read_bytes() for name, path in submission.exchange_files.items()}
+    if TIMESTAMP not in files and submission.submitted_at:
+        files[TIMESTAMP] = nbgrader_timestamp(submission.submitted_at).encode()
+    for name in (TIMESTAMP, SECRET):
+        (submitted_dir / name).unlink(missing_ok=True)  # nothing left over from an earlier submission
+        if name in files:
+            atomic_write(submitted_dir / name, files[name])
+    # release_feedback reads both beside every feedback page: what the exchange did not give is made up here, a
+    # time of grading and a secret nobody holds (such a student gets feedback through the LMS, not the exchange).
+    files.setdefault(TIMESTAMP, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC").encode())
+    files.setdefault(SECRET, secrets.token_hex(64).encode())
+    for name, data in files.items():
+        atomic_write(autograded_dir / name, data)

@@ -1,31 +1,35 @@
 """What an instructor downloaded, made into one submission per student, and a submitted file made into a notebook.
 
-Accepted layouts (after unzipping, and after stepping into a single wrapping folder such as the
-one a learning-management system puts around everything):
+A download is recognised by its naming pattern (:mod:`autograde.lms`): Canvas, Moodle, Blackboard, Gradescope,
+nbgrader's ``submitted/`` folder, or plain, where any of these works, mixed if need be:
 
 * ``<student_id>.ipynb`` — one file per student; any other file (``<student_id>.pdf``) is a
   submission too, and will be reported as "not a notebook";
 * ``<student_id>.zip`` — a student who zipped their work: unpacked (safely) like a folder;
-* ``<student_id>/<any name>.ipynb`` — one folder per student, notebooks at any depth;
-* nbgrader's ``submitted/<student_id>/<assignment>/<notebook>.ipynb``.
+* ``<student_id>/<any name>.ipynb`` — one folder per student, notebooks at any depth.
 
-The student id is the file name without its extension, or the folder name, exactly as written
-(NFC-normalised, so macOS and Windows spellings of "José" agree). Hidden files, ``__MACOSX`` and
-``.ipynb_checkpoints`` are ignored. When a student's folder holds several notebooks, the one named
-like the assignment's notebook wins, then the one that has most of the assignment's cells.
+Discovery steps into a single folder that merely wraps the class (``export/``, ``submissions/``). The student id
+is the LMS's own identifier (Canvas user id, Moodle participant id, Blackboard username, Gradescope SID), else the
+file name without its extension or the folder name, NFC-normalised so that macOS and Windows spellings of "José"
+agree. Hidden files, ``__MACOSX`` and ``.ipynb_checkpoints`` are ignored.
+
+Every student gets exactly one :class:`Submission`: of all their uploads (attempts, and several notebooks in one
+folder) the latest notebook of this assignment is graded, by the LMS's own order or time where the download has
+one, else by the file's time (a zip entry's time, kept when unzipping); the notes name the others.
 """
 from __future__ import annotations
 
 import json
-import unicodedata
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
+from . import lms
 from . import safezip
 from . import status as st
 from .preprocessors import NotGradable
@@ -33,40 +37,63 @@ from .preprocessors import NotGradable
 
 @dataclass
 class Submission:
-    student_id: str
+    """One student's submission, as discovery found it: who, what to grade, and what else they handed in."""
+
+    student_id: str  # the LMS's identifier, else the file or folder name
     path: Path | None  # the file to grade; None when there is nothing to grade
     origin: str  # where it came from, relative to what the instructor passed
     status: str | None = None  # known before grading (e.g. a folder without any notebook)
+    detail: str = ""  # why that status
     notes: list[str] = field(default_factory=list)
+    name: str = ""  # the student's name, where the download carries one
+    lms: str = "plain"  # the download's layout: canvas, moodle, blackboard, gradescope, nbgrader or plain
+    submitted_at: datetime | None = None  # the LMS's or the exchange's record of the time (None: unknown)
+    attempts: list[str] = field(default_factory=list)  # what else the student handed in, not graded
+    exchange_files: dict[str, Path] = field(default_factory=dict)  # nbgrader's exchange files, to carry along
 
 
-def _visible(path: Path) -> list[Path]:
+@dataclass
+class Found:
+    """What discovery found in a download."""
+
+    submissions: list[Submission]
+    lms: str  # the layout recognised
+    ignored: list[str] = field(default_factory=list)  # side files that gave no row of their own: "origin (why)"
+
+
+@dataclass
+class _Candidate:
+    """A file one of a student's attempts holds."""
+
+    path: Path
+    origin: str
+    attempt: lms.Attempt
+    direct: bool  # uploaded as it is (not found inside an uploaded folder or zip)
+
+    def recency(self) -> tuple:
+        return _recency(self.attempt, self.path)
+
+
+def _recency(attempt: lms.Attempt, path: Path | None = None) -> tuple:
+    """Later uploads sort higher: the LMS's own order, then its time, then the file's (a zip entry's time)."""
+    order = attempt.order if attempt.order is not None else -1
+    when = attempt.submitted_at.timestamp() if attempt.submitted_at else 0.0
     try:
-        children = sorted(path.iterdir(), key=lambda p: p.name)
+        mtime = path.stat().st_mtime if path else 0.0
     except OSError:
-        return []
-    return [child for child in children
-            if not child.name.startswith(".") and not safezip.is_junk([child.name]) and not child.is_symlink()]
+        mtime = 0.0
+    return order, when, mtime
 
 
-def _student_id_from_file(path: Path) -> str:
-    name = path.name
-    for suffix in (".ipynb", ".zip"):
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    stem = Path(name).stem
-    return stem or name
-
-
-def _notebooks_under(folder: Path) -> list[Path]:
-    found = []
-    todo = [folder]
+def _walk(folder: Path) -> list[Path]:
+    """Every visible file under *folder*, at any depth."""
+    found, todo = [], [folder]
     while todo:
         current = todo.pop()
-        for child in _visible(current):
+        for child in lms.visible(current):
             if child.is_dir():
                 todo.append(child)
-            elif child.suffix.lower() == ".ipynb" and child.is_file():
+            elif child.is_file():
                 found.append(child)
     return sorted(found)
 
@@ -74,16 +101,18 @@ def _notebooks_under(folder: Path) -> list[Path]:
 def unwrap(root: Path) -> Path:
     """Step into folders that merely wrap the class (``export/``, ``submissions/``, ``submitted/``)."""
     for _ in range(10):
-        entries = _visible(root)
         if (root / "submitted").is_dir():
             return root / "submitted"
-        if len(entries) != 1 or not entries[0].is_dir():
+        entries = lms.visible(root)
+        if len(entries) != 1 or not entries[0].is_dir() or lms.student_folder_name(entries[0].name):
             return root
-        inner = _visible(entries[0])
+        inner = lms.visible(entries[0])
         looks_like_class = (
             (entries[0] / "submitted").is_dir()
+            or (entries[0] / lms.GRADESCOPE_METADATA).is_file()
             or sum(1 for p in inner if p.is_dir()) >= 2
             or sum(1 for p in inner if p.is_file() and p.suffix.lower() in (".ipynb", ".zip")) >= 2
+            or lms.recognise(entries[0], [(p, p.name) for p in inner]) != "plain"
         )
         if not looks_like_class:
             return root
@@ -92,7 +121,7 @@ def unwrap(root: Path) -> Path:
 
 
 class NotebookChooser:
-    """Picks the notebook to grade among several in one student's folder."""
+    """Ranks a student's notebooks: this assignment's before others, then the latest upload."""
 
     def __init__(self, notebook_name: str, assignment: str, grade_ids=()):
         self.notebook_name = notebook_name
@@ -108,87 +137,109 @@ class NotebookChooser:
         except (ValueError, AttributeError, TypeError, OSError):
             return 0
 
-    def choose(self, folder: Path, notebooks: list[Path]) -> tuple[Path, list[str]]:
-        def rank(path: Path):
-            relative = path.relative_to(folder)
-            return (path.stem == self.notebook_name,
-                    self.assignment in relative.parts[:-1],
-                    self._matching_cells(path),
-                    -len(relative.parts),
-                    path.stat().st_mtime)
-
-        best = max(notebooks, key=rank)
-        notes = []
-        if len(notebooks) > 1:
-            others = ", ".join(str(p.relative_to(folder)) for p in notebooks if p != best)
-            notes.append(f"graded {best.relative_to(folder)}; also found {others}")
-        return best, notes
+    def rank(self, candidate: _Candidate) -> tuple:
+        matching = self._matching_cells(candidate.path)
+        named = candidate.path.stem == self.notebook_name
+        return (matching > 0 or named, candidate.recency(), named, self.assignment in Path(candidate.origin).parts,
+                matching, -len(Path(candidate.origin).parts))
 
 
-def discover(root: Path, chooser: NotebookChooser, unpack_dir: Path, truncated=frozenset()) -> list[Submission]:
-    """Every submission under *root* (a folder); nested zips are unpacked into *unpack_dir*.
+class _Expander:
+    """A student's attempts as candidate files: folders walked, zips unpacked (safely, once)."""
 
-    *truncated* holds files that unzipping cut short (they are reported as too large)."""
-    root = unwrap(root)
-    found: list[Submission] = []
-    for entry in _visible(root):
-        origin = str(entry.relative_to(root))
-        if entry.is_file():
-            student_id = _student_id_from_file(entry)
-            if entry.suffix.lower() == ".zip" and zipfile.is_zipfile(entry):
-                target = unpack_dir / f"nested-{len(found)}"
-                try:
-                    extraction = safezip.extract(entry, target)
-                except (zipfile.BadZipFile, OSError) as exc:
-                    found.append(Submission(student_id, entry, origin, notes=[f"unreadable zip: {exc}"]))
-                    continue
-                found.append(_from_folder(student_id, target, origin, chooser, extraction.truncated))
+    def __init__(self, unpack_dir: Path, truncated):
+        self.unpack_dir = unpack_dir
+        self.truncated = set(truncated)
+        self.count = 0
+
+    def candidates(self, attempt: lms.Attempt) -> list[_Candidate]:
+        found = []
+        for path in attempt.files:
+            origin = attempt.origin if len(attempt.files) == 1 else f"{attempt.origin} ({path.name})"
+            if path.is_dir():
+                found += [_Candidate(p, f"{origin}/{p.relative_to(path)}", attempt, False) for p in _walk(path)]
+            elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+                found += self._unzipped(path, origin, attempt)
             else:
-                found.append(Submission(student_id, entry, origin,
-                                        status=st.TOO_LARGE if entry in truncated else None))
-        elif entry.is_dir():
-            found.append(_from_folder(entry.name, entry, origin, chooser, truncated))
-    return _unique_ids(found)
+                found.append(_Candidate(path, origin, attempt, True))
+        return found
+
+    def _unzipped(self, path: Path, origin: str, attempt: lms.Attempt) -> list[_Candidate]:
+        self.count += 1
+        target = self.unpack_dir / f"nested-{self.count}"
+        try:
+            extraction = safezip.extract(path, target)
+        except (zipfile.BadZipFile, OSError) as exc:
+            attempt.notes.append(f"unreadable zip {path.name}: {exc}")
+            return [_Candidate(path, origin, attempt, True)]
+        self.truncated |= extraction.truncated
+        return [_Candidate(p, f"{origin}/{p.relative_to(target.resolve())}", attempt, False)
+                for p in _walk(target.resolve())]
 
 
-def _from_folder(student_id: str, folder: Path, origin: str, chooser: NotebookChooser, truncated) -> Submission:
-    notebooks = _notebooks_under(folder)
-    if not notebooks:
-        files = [p for p in folder.rglob("*") if p.is_file()]
-        what = ", ".join(sorted(str(p.relative_to(folder)) for p in files)[:5]) or "nothing"
-        return Submission(student_id, None, origin, status=st.NO_NOTEBOOK, notes=[f"no .ipynb file (found {what})"])
-    best, notes = chooser.choose(folder, notebooks)
-    return Submission(student_id, best, f"{origin}/{best.relative_to(folder)}",
-                      status=st.TOO_LARGE if best in truncated else None, notes=notes)
+def discover(root: Path, chooser: NotebookChooser, unpack_dir: Path, truncated=frozenset(),
+             layout: str = "auto") -> Found:
+    """One submission per student under *root* (a folder); nested zips are unpacked into *unpack_dir*.
+
+    *truncated* holds files that unzipping cut short (they are reported as too large); *layout* forces an LMS's
+    naming pattern ("plain": none)."""
+    download = lms.read_download(unwrap(root), layout, chooser.assignment)
+    by_student: dict[str, list[lms.Attempt]] = {}
+    for attempt in download.attempts:  # one student, whatever the case or the Unicode form of their id
+        by_student.setdefault(attempt.student_id.casefold(), []).append(attempt)
+    expander = _Expander(unpack_dir, truncated)
+    submissions = [_one_submission(attempts, chooser, expander) for attempts in by_student.values()]
+    return Found(sorted(submissions, key=lambda s: s.student_id), download.lms, download.ignored)
 
 
-def _unique_ids(found: list[Submission]) -> list[Submission]:
-    """NFC-normalise ids and keep them unique, also on case-insensitive file systems (feedback files)."""
-    seen: dict[str, int] = {}
-    for submission in found:
-        student_id = unicodedata.normalize("NFC", submission.student_id)
-        key = student_id.casefold()
-        if key in seen:
-            seen[key] += 1
-            student_id = f"{student_id} ({seen[key]})"
-            submission.notes.append("another submission has the same student id")
-            key = student_id.casefold()
-        seen.setdefault(key, 1)
-        submission.student_id = student_id
-    return sorted(found, key=lambda s: s.student_id)
+def _one_submission(attempts: list[lms.Attempt], chooser: NotebookChooser, expander: _Expander) -> Submission:
+    candidates = [c for attempt in attempts for c in expander.candidates(attempt)]
+    notebooks = [c for c in candidates if c.path.suffix.lower() == ".ipynb"]
+    uploads = [c for c in candidates if c.direct]
+    if notebooks:
+        best = max(notebooks, key=chooser.rank)
+    elif uploads:  # a PDF, a .py: graded, so that the row says what it is
+        best = max(uploads, key=_Candidate.recency)
+    else:
+        best = None
+    latest = best.attempt if best else max(attempts, key=_recency)
+    submission = Submission(latest.student_id, best.path if best else None, best.origin if best else latest.origin,
+                            name=latest.name or next((a.name for a in attempts if a.name), ""), lms=latest.lms,
+                            submitted_at=latest.submitted_at, exchange_files=dict(latest.exchange_files))
+    for note in [note for attempt in attempts for note in attempt.notes]:
+        if note not in submission.notes:
+            submission.notes.append(note)
+    if latest.late:
+        submission.notes.append(f"{lms.NAMES[latest.lms]} marked it late (its download carries no submission "
+                                "time, so no late penalty could be computed here)")
+    others = [c.origin for c in notebooks + uploads if best is None or c.path != best.path]
+    submission.attempts = sorted(dict.fromkeys(others))
+    if best is None:
+        found = sorted(c.origin for c in candidates)
+        submission.status = st.NO_NOTEBOOK
+        submission.detail = f"no .ipynb file (found {', '.join(found[:5])})" if found else "no file was handed in"
+    elif best.path in expander.truncated:
+        submission.status = st.TOO_LARGE
+        submission.detail = "the file was cut short while unzipping: it is larger than the size limit"
+    if submission.attempts and best is not None:
+        more = len(submission.attempts) - 5
+        shown = submission.attempts[:5] + ([f"{more} more"] if more > 0 else [])
+        submission.notes.insert(0, f"graded {best.origin}; also found {', '.join(shown)}")
+    return submission
 
 
-def open_submissions(path: Path, work: Path) -> tuple[Path, list[str], set[Path]]:
+def open_submissions(path: Path, work: Path) -> tuple[Path, list[str], set[Path], list[str]]:
     """A folder to discover in: *path* itself, or the zip unpacked safely into *work*.
 
-    Returns the folder, warnings about zip entries that were skipped, and the files cut short."""
+    Returns the folder, warnings about zip entries that were skipped, the files cut short, and the junk left out."""
     path = Path(path)
     if path.is_dir():
-        return path, [], set()
+        return path, [], set(), []
     if path.is_file() and zipfile.is_zipfile(path):
         extraction = safezip.extract(path, work / "unpacked")
         notes = [f"{name!r} was not unpacked: {why}" for name, why in sorted(extraction.skipped.items())]
-        return extraction.root, notes, set(extraction.truncated)
+        junk = [f"{name} (operating-system junk)" for name in extraction.junk]
+        return extraction.root, notes, set(extraction.truncated), junk
     if path.is_file():
         raise ValueError(f"{path} is neither a folder nor a .zip file")
     raise FileNotFoundError(f"{path} does not exist")

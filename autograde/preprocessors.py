@@ -101,7 +101,10 @@ class RestoreCells(NbGraderPreprocessor):
       (points, locked, grade, solution): a student cannot unlock a test, change its points or make it an answer;
       claims to ids the assignment does not have are removed;
     * lost metadata: a locked cell whose metadata is gone (copied into a fresh notebook, opened in an editor that
-      drops it) is recognised by its content;
+      drops it) is recognised by its content; an answer graded by hand, by its place: the one cell of its type
+      between its surviving neighbours that is not the release's own text. When several cells could be it, the
+      release's cell comes back empty-handed, to be graded by hand, and the status "answer to find" says where
+      to look (it is never scored as "no response");
     * duplicates: JupyterLab's copy-paste copies nbgrader metadata. For an answer cell the copy the student worked
       in keeps the id (nbgrader's DeduplicateIds keeps the *last*, which may be the untouched stub); for locked
       cells the last copy keeps it; the others stay in the notebook as ordinary cells;
@@ -127,6 +130,7 @@ class RestoreCells(NbGraderPreprocessor):
         self._nb = nb
         self._drop_foreign_metadata(nb, by_id)
         self._recover_metadata(nb, by_id)
+        self._recover_answers(nb, release_cells, {_text(cell.source) for cell in release.cells})
         self._resolve_duplicates(nb, by_id)
         self._restore_metadata(nb, by_id)
         self._reinsert_missing(nb, release_cells)
@@ -167,6 +171,28 @@ class RestoreCells(NbGraderPreprocessor):
                     cell.metadata["nbgrader"] = copy.deepcopy(md)
                     report(nb).setdefault("restored", []).append(f"metadata recovered: {cell_id}")
                     break
+
+    def _recover_answers(self, nb, release_cells, release_texts: set[str]) -> None:
+        positions = {grade_id(cell): i for i, cell in enumerate(nb.cells) if grade_id(cell)}
+        for order, release_cell in enumerate(release_cells):
+            cell_id, md = grade_id(release_cell), _nbgrader(release_cell)
+            if cell_id in positions or not (md.get("grade") and md.get("solution")):
+                continue
+            before = [positions[grade_id(c)] for c in release_cells[:order] if grade_id(c) in positions]
+            after = [positions[grade_id(c)] for c in release_cells[order + 1:] if grade_id(c) in positions]
+            start, end = (max(before) + 1 if before else 0), (min(after) if after else len(nb.cells))
+            found = [cell for cell in nb.cells[start:end] if "nbgrader" not in cell.metadata
+                     and cell.cell_type == release_cell.cell_type and _text(cell.source)
+                     and _text(cell.source) not in release_texts]
+            if len(found) == 1:
+                found[0].metadata["nbgrader"] = copy.deepcopy(md)
+                report(nb).setdefault("restored", []).append(f"metadata recovered: {cell_id} (found by its place)")
+                positions = {grade_id(cell): i for i, cell in enumerate(nb.cells) if grade_id(cell)}
+            elif found:
+                report(nb).setdefault("answers_lost", []).append(cell_id)
+                add_to_report(nb, st.ANSWER_UNCLEAR, f"{cell_id} lost its nbgrader metadata and {len(found)} cells "
+                                                     f"(cells {start + 1} to {end} of the submitted notebook) could "
+                                                     "be the answer: grade it by hand from the submitted notebook")
 
     def _resolve_duplicates(self, nb, by_id) -> None:
         copies: dict[str, list] = {}

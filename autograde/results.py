@@ -1,11 +1,13 @@
 """One :class:`Result` per student, and what a grading run makes of them: grades.csv, the cache, the summary.
 
-``grades.csv`` has one row per submission found: ``student_id``, ``score``, ``max_score``, ``status``, one column
-per graded cell (its ``grade_id``; empty while an answer awaits grading by hand), then ``needs_manual_grade``,
-``notes`` and ``submission`` (the file that was graded).
+``grades.csv`` has one row per student of the class: ``student_id`` (the LMS's own identifier where the download
+has one), ``name``, ``score`` (after any late penalty), ``max_score``, ``status``, one column per graded cell (its
+``grade_id``; empty while an answer awaits grading by hand), then ``needs_manual_grade``, ``late_penalty``,
+``submitted_at`` (the LMS's or the exchange's time, UTC), ``notes`` and ``submission`` (the file that was graded).
 
-The cache (``.autograde/cache/``) keeps each result under a key made of the submitted bytes, the assignment's
-fingerprint and the grading settings, so a rerun reuses it unless ``--force``.
+The cache (``.autograde/cache/``) keeps each student's latest result under a key made of the submitted bytes, the
+assignment's fingerprint and the grading settings, so a rerun reuses it unless ``--force``. It is also the class
+list: a later batch graded into the same ``--out`` adds to it, and the students it does not hold keep their rows.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from pathlib import Path
 
 from . import status as st
 
-FIXED_COLUMNS = ["student_id", "score", "max_score", "status"]
-TRAILING_COLUMNS = ["needs_manual_grade", "notes", "submission"]
+FIXED_COLUMNS = ["student_id", "name", "score", "max_score", "status"]
+TRAILING_COLUMNS = ["needs_manual_grade", "late_penalty", "submitted_at", "notes", "submission"]
 # Spreadsheets run a cell that begins with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -49,6 +51,12 @@ class Result:
     seconds: float = 0.0
     kernel_cpu_s: float | None = None
     kernel: str | None = None  # "warm" or "cold"
+    name: str = ""  # the student's name, where the download carries one
+    lms: str = "plain"  # the layout of the download it came from (which LMS import file it goes to)
+    submitted_at: str | None = None  # ISO 8601, UTC: the LMS's or the exchange's record (None: unknown)
+    late_penalty: float = 0.0  # what nbgrader's late-submission plugin took off (already out of ``score``)
+    fingerprint: str = ""  # the assignment's source it was graded against
+    grader_version: str = ""
 
     @property
     def status(self) -> str:
@@ -86,17 +94,18 @@ def write_grades(path: Path, results: list[Result], cells: list[str]) -> None:
     writer.writerow(FIXED_COLUMNS + cells + TRAILING_COLUMNS)
     for result in sorted(results, key=lambda r: r.student_id):
         writer.writerow(
-            [spreadsheet_text(result.student_id), number(result.score), number(result.max_score), result.status]
+            [spreadsheet_text(result.student_id), spreadsheet_text(result.name), number(result.score),
+             number(result.max_score), result.status]
             + [number(result.cells.get(cell)) for cell in cells]
-            + [result.needs_manual_grade, spreadsheet_text(" | ".join(result.notes)),
-               spreadsheet_text(result.origin)])
+            + [result.needs_manual_grade, number(result.late_penalty or None), result.submitted_at or "",
+               spreadsheet_text(" | ".join(result.notes)), spreadsheet_text(result.origin)])
     atomic_write(path, rows.getvalue())
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write *path* through a temporary file and a rename: a reader never sees half of it."""
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write *path* (text as UTF-8) through a temporary file and a rename: a reader never sees half of it."""
     tmp = _temporary(path)
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
     os.replace(tmp, path)
 
 
@@ -139,36 +148,98 @@ class Cache:
             return None
         if result.cache_key != key or result.student_id != student_id or not Path(result.feedback).exists():
             return None
+        if result.status == st.GRADER_ERROR:
+            return None  # never reuse a failure of the grader itself
         return result
 
     def put(self, result: Result) -> None:
-        if result.status == st.GRADER_ERROR:
-            return  # never reuse a failure of the grader itself
         atomic_write(self._path(result.student_id), result.to_json())
+
+    def set_aside(self, result: Result) -> None:
+        """Keep *result* out of the class, in ``set-aside/`` (for the record)."""
+        (self.folder / "set-aside").mkdir(exist_ok=True)
+        os.replace(self._path(result.student_id), self.folder / "set-aside" / self._path(result.student_id).name)
+
+    def everyone(self) -> list[Result]:
+        """Every student this --out has graded, in any run (the latest result of each)."""
+        found = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                found.append(Result.from_json(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue
+        return found
 
 
 # -- summary ------------------------------------------------------------------------------------
 
-def summary(results: list[Result], max_score: float, seconds: float, jobs: int, reused: int, out: Path,
-            assignment: str, isolation: str) -> str:
-    lines = [f"Graded {len(results)} submission(s) of {assignment} in {seconds:.1f} s "
-             f"({jobs} in parallel{f', {reused} reused from an earlier run' if reused else ''})", ""]
-    if isolation == "none":
+@dataclass
+class RunReport:
+    """What a grading run did, beyond the results themselves: for the summary."""
+
+    assignment: str
+    max_score: float
+    out: Path
+    jobs: int
+    isolation: str = "bwrap"
+    seconds: float = 0.0  # from the command's start, start-up included
+    batch: int = 0  # students in this download
+    reused: int = 0  # of those, results reused from an earlier run
+    earlier: int = 0  # students of earlier batches into this --out, kept
+    lms: str = "plain"  # the download's layout
+    ignored: list[str] = field(default_factory=list)  # side files that gave no row: "origin (why)"
+    exports: list[str] = field(default_factory=list)  # one line per LMS import file written
+    dropped: int = 0  # results of an older version of the grader, set aside
+
+
+_LMS_IDS = {"canvas": ("a Canvas download", "Canvas user ids"),
+            "moodle": ("a Moodle download", "Moodle participant ids"),
+            "blackboard": ("a Blackboard download", "Blackboard usernames"),
+            "gradescope": ("a Gradescope export", "Gradescope SIDs (else e-mail addresses)"),
+            "nbgrader": ("nbgrader's submitted/ folder", "nbgrader student ids")}
+
+
+def summary(results: list[Result], report: RunReport) -> str:
+    reused = f", {report.reused} reused from an earlier run" if report.reused else ""
+    lines = [f"Graded {report.batch} submission(s) of {report.assignment} in {report.seconds:.1f} s "
+             f"({report.jobs} in parallel{reused})"]
+    if report.earlier:
+        lines.append(f"Kept {report.earlier} student(s) graded in earlier batches: grades.csv has "
+                     f"{len(results)} row(s)")
+    if report.dropped:
+        lines.append(f"Set aside {report.dropped} result(s) of an older version of the grader: grade those "
+                     "submissions again if you still need them")
+    if report.lms in _LMS_IDS:
+        lines.append(f"Recognised {_LMS_IDS[report.lms][0]}: student ids are {_LMS_IDS[report.lms][1]}")
+    if report.ignored:
+        shown = report.ignored[:8] + ([f"... and {len(report.ignored) - 8} more"] if len(report.ignored) > 8 else [])
+        lines += [f"Ignored {len(report.ignored)} side file(s), no row of their own:"] + [f"  {i}" for i in shown]
+    lines.append("")
+    if report.isolation == "none":
         lines += ["WARNING: --isolation none: the notebooks ran with your own access to files and network.", ""]
-    counts = Counter(r.status for r in results)
-    width = max([len("status")] + [len(s) for s in counts])
-    lines.append(f"  {'status'.ljust(width)}  count")
-    for status in st.SEVERITY[::-1] + sorted(set(counts) - set(st.SEVERITY)):
-        if counts.get(status):
-            lines.append(f"  {status.ljust(width)}  {counts[status]:5d}")
+    lines += _status_table(results)
     scores = [float(r.score) for r in results]
     if scores:
-        lines += [""] + _histogram(scores, max_score)
+        lines += [""] + _histogram(scores, report.max_score)
         manual = sum(1 for r in results if r.needs_manual_grade)
         if manual:
             lines.append(f"  {manual} submission(s) have answers to grade by hand (see docs/instructors.md)")
-    lines += ["", f"Grades: {out / 'grades.csv'}", f"Feedback: {out / 'feedback'}/<student_id>.html"]
+        late = sum(1 for r in results if r.late_penalty)
+        if late:
+            lines.append(f"  {late} submission(s) lost points to the late-submission penalty")
+    lines += ["", f"Grades: {report.out / 'grades.csv'}", f"Feedback: {report.out / 'feedback'}/<student_id>.html"]
+    lines += [f"Written: {line}" for line in report.exports]
     return "\n".join(lines)
+
+
+def _status_table(results: list[Result]) -> list[str]:
+    counts = Counter(r.status for r in results)
+    width = max([len("status")] + [len(s) for s in counts])
+    lines = [f"  {'status'.ljust(width)}  count"]
+    for status in st.SEVERITY[::-1] + sorted(set(counts) - set(st.SEVERITY)):
+        if counts.get(status):
+            lines.append(f"  {status.ljust(width)}  {counts[status]:5d}")
+    return lines
 
 
 def _histogram(scores: list[float], max_score: float, bins: int = 5) -> list[str]:

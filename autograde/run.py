@@ -3,9 +3,11 @@
 1. (:mod:`autograde.cli`, before nbgrader is imported) Check that kernels can be isolated here, unless
    ``--isolation none``; start the warm kernel server, which imports torch meanwhile (:mod:`autograde.sandbox`).
 2. Build (or reuse) the template course from ``source/<assignment>`` (:mod:`autograde.course`).
-3. Unzip the submissions if needed, and find one per student (:mod:`autograde.inputs`).
+3. Unzip the submissions if needed, recognise the LMS's naming, and find one per student (:mod:`autograde.inputs`,
+   :mod:`autograde.lms`).
 4. Reuse cached results; grade the rest in parallel (:mod:`autograde.scheduler`).
-5. Merge into the class course, write grades.csv and the feedback pages, print the summary.
+5. Add the students of earlier batches into this --out, merge into the class course, write grades.csv, the
+   LMS import files (:mod:`autograde.exports`) and the feedback pages, print the summary.
 
 Everything the run writes goes under ``--out`` and a private folder under /tmp; the instructor's course and the
 submissions are only read.
@@ -21,7 +23,8 @@ import sys
 import time
 import unicodedata
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy.exc
@@ -30,12 +33,14 @@ from resnet_course.cores import available_cores
 
 from . import GRADER_VERSION, AutogradeError
 from .course import Course, Template
+from .exports import write_exports
 from .formgrader import FormgraderCourse
-from .inputs import NotebookChooser, discover, open_submissions
-from .results import Cache, Result, cache_key, summary, write_grades
+from .inputs import Found, NotebookChooser, discover, open_submissions
+from .results import Cache, Result, RunReport, cache_key, summary, write_grades
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
+from .similarity import write_similarity
 from .worker import Job, Settings, prewarm
 
 
@@ -54,6 +59,12 @@ class Options:
     progress: bool = True
     keep_work: bool = False
     isolation: str = "bwrap"  # bwrap: the OS isolates every kernel; none: kernels run with your access
+    lms: str = "auto"  # the download's naming pattern: auto, canvas, moodle, blackboard, gradescope, nbgrader, plain
+    due: datetime | None = None  # None: the due date in the course's gradebook, if any
+    lms_column: str | None = None  # the assignment's column header in the LMS import files (default: its name)
+    lms_points: float | None = None  # what the assignment is out of in the LMS (default: its own points)
+    started: float = field(default_factory=time.monotonic)  # when the command started (the summary's time)
+    similarity: bool = False  # write similarity.csv: pairs of submissions alike enough for a person to look at
 
 
 def feedback_name(student_id: str) -> str:
@@ -67,7 +78,6 @@ def feedback_name(student_id: str) -> str:
 
 
 def grade(options: Options, stream=sys.stdout) -> list[Result]:
-    started = time.monotonic()
     # nbgrader's own gradebook code trips SQLAlchemy's autoflush warnings; they are not ours to show.
     warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
     out = options.out.resolve()
@@ -76,7 +86,7 @@ def grade(options: Options, stream=sys.stdout) -> list[Result]:
         folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(work / "lock", out):
         try:
-            return _grade(options, out, work, started, stream)
+            return _grade(options, out, work, stream)
         finally:
             shutil.rmtree(work / f"input-{os.getpid()}", ignore_errors=True)
 
@@ -99,10 +109,11 @@ class _exclusive:
         self.file.close()
 
 
-def _grade(options: Options, out: Path, work: Path, started: float, stream) -> list[Result]:
+def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     log = _run_logger(work)
     course = Course(options.course, options.assignment)
-    template = Template(course, work / "template").prepare(log)
+    duedate = options.due or course.recorded_duedate()
+    template = Template(course, work / "template").prepare(log, duedate)
     cores = available_cores()
     jobs = options.jobs or cores
     timeout = options.timeout or course.default_timeout()
@@ -113,8 +124,14 @@ def _grade(options: Options, out: Path, work: Path, started: float, stream) -> l
                         threads=max(1, cores // jobs), keep_work=options.keep_work,
                         class_course=str(class_course.root))
     cache = Cache(work / "cache")
-    results, todo = _plan(options, out, work, template, settings, cache, class_course, log)
-    reused = len(results)
+    found, ignored = _discover(options, work, template, log)
+    grading = {"timeout": settings.timeout, "memory_mb": options.memory_mb, "isolation": options.isolation,
+               "max_output_bytes": settings.max_output_bytes, "version": GRADER_VERSION,
+               "due": duedate.isoformat() if duedate else None}
+    results, todo = _plan(options, found, out, template, grading, cache, class_course)
+    report = RunReport(assignment=course.assignment, max_score=template.max_score, out=out, jobs=jobs,
+                       isolation=options.isolation, batch=len(found.submissions), reused=len(results),
+                       lms=found.lms, ignored=ignored)
     if todo:
         if server is not None:
             if server.wait_ready():
@@ -127,46 +144,87 @@ def _grade(options: Options, out: Path, work: Path, started: float, stream) -> l
     scheduler = Scheduler(template, settings, jobs, deadline, progress=options.progress,
                           keep_alive={server.process.pid} if server and server.process else ())
     results += scheduler.run(todo, on_result=cache.put)
-    _publish(results, out, template, class_course, cache, log)
+    results += _earlier_batches(results, cache, template, report)
+    _publish(results, out, template, class_course, cache, log, duedate)
+    report.exports = write_exports(out, results, course.assignment, template.max_score, options.lms_column,
+                                   options.lms_points)
+    if options.similarity:
+        submitted = {r.student_id: class_course.root / "submitted" / r.student_id / course.assignment /
+                     f"{course.notebook}.ipynb" for r in results if class_course.autograded_path(r.student_id)}
+        report.exports.append(write_similarity(out, results, template.release, submitted))
+    report.seconds = time.monotonic() - options.started
     try:
-        print(summary(results, template.max_score, time.monotonic() - started, jobs, reused, out,
-                      course.assignment, options.isolation), file=stream, flush=True)
+        print(summary(results, report), file=stream, flush=True)
     except BrokenPipeError:  # `... | head`: the results are written all the same
         pass
     return results
 
 
-def _plan(options, out, work, template, settings, cache, class_course, log) -> tuple[list[Result], list[Job]]:
-    """One job per student found; the results an earlier run already has are reused instead."""
+def _discover(options, work: Path, template: Template, log) -> tuple[Found, list[str]]:
+    """One submission per student in what the instructor passed, and the side files that gave no row."""
     input_dir = work / f"input-{os.getpid()}"
-    root, input_notes, truncated = open_submissions(options.submissions, input_dir)
+    root, input_notes, truncated, junk = open_submissions(options.submissions, input_dir)
     chooser = NotebookChooser(template.course.notebook, template.course.assignment, template.grade_ids)
-    found = discover(root, chooser, input_dir / "nested", truncated)
+    found = discover(root, chooser, input_dir / "nested", truncated, options.lms)
     if input_notes:
         log.warning("while unzipping: %s", "; ".join(input_notes))
-    grading = {"timeout": settings.timeout, "memory_mb": options.memory_mb, "isolation": options.isolation,
-               "max_output_bytes": settings.max_output_bytes, "version": GRADER_VERSION}
+    return found, junk + found.ignored
+
+
+def _plan(options, found: Found, out: Path, template: Template, grading: dict, cache: Cache,
+          class_course) -> tuple[list[Result], list[Job]]:
+    """One job per student found; the results an earlier run already has are reused instead."""
     results, todo = [], []
-    for index, submission in enumerate(found):
+    for index, submission in enumerate(found.submissions):
+        submitted_at = submission.submitted_at.isoformat() if submission.submitted_at else None
         job = Job(student_id=submission.student_id, path=str(submission.path) if submission.path else None,
                   origin=submission.origin, key=f"{index:05d}",
                   feedback_path=str(out / "feedback" / feedback_name(submission.student_id)),
-                  known_status=submission.status, notes=list(submission.notes))
-        job.cache_key = cache_key(job.path, job.known_status, template.fingerprint, grading)
+                  known_status=submission.status, known_detail=submission.detail, notes=list(submission.notes),
+                  name=submission.name, lms=submission.lms, submitted_at=submitted_at,
+                  exchange_files={name: str(path) for name, path in submission.exchange_files.items()})
+        # The submission time and the exchange's secret are part of what is graded: a new one grades it again.
+        extra = {"submitted_at": submitted_at,
+                 "secret": _digest(submission.exchange_files.get("submission_secret.txt"))}
+        job.cache_key = cache_key(job.path, job.known_status, template.fingerprint, dict(grading, **extra))
         cached = None if options.force else cache.get(job.student_id, job.cache_key)
         if cached and cached.gradebook and not class_course.autograded_path(job.student_id).exists():
             cached = None  # its notebook is gone from the class course: grade it again
         if cached:
-            cached.origin = job.origin
+            cached.origin, cached.name, cached.lms = job.origin, job.name, job.lms
             results.append(cached)
         else:
             todo.append(job)
     return results, todo
 
 
-def _publish(results: list[Result], out: Path, template: Template, class_course, cache: Cache, log) -> None:
+def _digest(path: Path | None) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+
+
+def _earlier_batches(batch: list[Result], cache: Cache, template: Template, report: RunReport) -> list[Result]:
+    """The students an earlier run into this --out graded and this download does not hold: they stay in the class
+    (late submissions graded on another day add to it, and never replace it)."""
+    here = {result.student_id.casefold() for result in batch}
+    earlier = []
+    for result in cache.everyone():
+        if result.student_id.casefold() in here:
+            continue
+        if result.grader_version != GRADER_VERSION:
+            cache.set_aside(result)  # graded by an older grader, perhaps under another student id
+            report.dropped += 1
+            continue
+        if result.fingerprint != template.fingerprint:
+            result.add(note="graded against an earlier version of the assignment's source: grade it again")
+        earlier.append(result)
+    report.earlier = len(earlier)
+    return earlier
+
+
+def _publish(results: list[Result], out: Path, template: Template, class_course, cache: Cache, log,
+             duedate: datetime | None) -> None:
     """The class course (automatic scores in, hand grades back out), grades.csv, the feedback pages."""
-    class_course.merge(results)
+    class_course.merge(results, duedate)
     for result in results:
         if result.manual != result.feedback_manual:
             try:

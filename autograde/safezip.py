@@ -10,6 +10,7 @@
   a Windows zip are the same student.
 * Components longer than the file system allows are shortened (keeping a hash, so two long names
   stay distinct); two entries that end up with the same name keep both (``name (2).ipynb``).
+* Each file keeps its entry's time (zip times have no zone: local time), which tells a student's latest upload.
 * Sizes are counted while copying, not taken from the zip's headers: a zip bomb stops at the
   per-file and total limits, and the entries it could not unpack are reported, not fatal.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ class Extraction:
     files: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # entry name -> why it was not unpacked
     truncated: set[Path] = field(default_factory=set)  # files cut short by a size limit
+    junk: list[str] = field(default_factory=list)  # operating-system junk left out (__MACOSX, .DS_Store, ...)
 
 
 def entry_name(info: zipfile.ZipInfo) -> str:
@@ -112,6 +115,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, max_file_byt
                 result.skipped[name] = "no usable file name"
                 continue
             if is_junk(parts):
+                result.junk.append(name)
                 continue
             target = root.joinpath(*parts)
             try:
@@ -138,10 +142,19 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, max_file_byt
                     continue
                 written, cut = target.stat().st_size, True
             total += written
+            _keep_time(target, info)
             result.files.append(target)
             if cut:
                 result.truncated.add(target)
     return result
+
+
+def _keep_time(target: Path, info: zipfile.ZipInfo) -> None:
+    try:
+        when = time.mktime(info.date_time + (0, 0, -1))
+        os.utime(target, (when, when))
+    except (OverflowError, ValueError, OSError):
+        pass  # an impossible date in a hand-made zip: the file keeps the time it was written
 
 
 def _make_dirs(root: Path, directory: Path) -> None:

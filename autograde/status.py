@@ -21,10 +21,11 @@ PROCESSES = "too many processes"
 TIMED_OUT = "timed out"
 KERNEL_DIED = "kernel died"
 TAMPERING = "tampering detected"
+ANSWER_UNCLEAR = "answer to find"  # an answer graded by hand lost its metadata, and several cells could be it
 RESTORED = "cells restored"
 
 SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT,
-            MEMORY, PROCESSES, TIMED_OUT, KERNEL_DIED, TAMPERING, RESTORED, OK]
+            MEMORY, PROCESSES, TIMED_OUT, KERNEL_DIED, TAMPERING, ANSWER_UNCLEAR, RESTORED, OK]
 
 
 def most_severe(statuses) -> str:

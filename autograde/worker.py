@@ -32,10 +32,11 @@ from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
 
+from . import GRADER_VERSION
 from . import status as st
 from .course import Template, course_config
 from .feedback import prewarm_feedback, write_status_page
-from .formgrader import publish_autograded, publish_submitted, read_scores, student_folder
+from .formgrader import Submitted, answer_checksums, nbgrader_timestamp, publish, read_scores, student_folder
 from .inputs import read_submission
 from .execute import GuardedExecute
 from .preprocessors import HideHiddenTests, NotGradable, check_assignment, report
@@ -55,13 +56,20 @@ class Job:
     key: str  # the job course's folder name: short, safe, unique
     feedback_path: str
     known_status: str | None = None
+    known_detail: str = ""  # why known_status
     notes: list[str] = field(default_factory=list)
     cache_key: str = ""
+    name: str = ""
+    lms: str = "plain"
+    submitted_at: str | None = None  # ISO 8601, UTC: the LMS's or the exchange's time (drives late penalties)
+    exchange_files: dict[str, str] = field(default_factory=dict)  # nbgrader's timestamp.txt, submission_secret.txt
 
     def new_result(self, template: Template, settings: "Settings") -> Result:
         """The result of this job before it is graded: no score yet."""
         result = Result(student_id=self.student_id, origin=self.origin, feedback=self.feedback_path,
-                        max_score=template.max_score, cache_key=self.cache_key, notes=list(self.notes))
+                        max_score=template.max_score, cache_key=self.cache_key, notes=list(self.notes),
+                        name=self.name, lms=self.lms, submitted_at=self.submitted_at,
+                        fingerprint=template.fingerprint, grader_version=GRADER_VERSION)
         if settings.isolation == "none":
             result.add(note=NOT_ISOLATED)
         return result
@@ -137,7 +145,7 @@ def fail(result: Result, template: Template, status: str, detail: str, shown: st
 
 def _read(job: Job, template: Template) -> nbformat.NotebookNode:
     if job.known_status or job.path is None:
-        raise NotGradable(job.known_status or st.NO_NOTEBOOK, "; ".join(job.notes) or "nothing to grade")
+        raise NotGradable(job.known_status or st.NO_NOTEBOOK, job.known_detail or "nothing to grade")
     nb = read_submission(Path(job.path).read_bytes(), os.path.basename(job.path))
     check_assignment(nb, template.release)
     return nb
@@ -145,29 +153,38 @@ def _read(job: Job, template: Template) -> nbformat.NotebookNode:
 
 def _grade(nb, job: Job, jobdir: Path, template: Template, settings: Settings, log, result: Result) -> None:
     course = template.course
-    _make_job_course(nb, jobdir, template)
+    _make_job_course(nb, jobdir, template, job.submitted_at)
     config = _job_config(template, jobdir, settings)
     converter = Autograde(coursedir=CourseDirectory(config=config), config=config, log=log)
     converter.force = True
     converter.start()
     autograded = jobdir / "autograded" / STUDENT / course.assignment
-    _read_report(nbformat.read(autograded / f"{course.notebook}.ipynb", as_version=4), result)
+    graded_nb = nbformat.read(autograded / f"{course.notebook}.ipynb", as_version=4)
+    lost = _read_report(graded_nb, result)
+    with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
+        notebook = gb.find_submission_notebook(course.notebook, course.assignment, STUDENT)
+        for grade in notebook.grades:
+            if grade.name in lost:  # the answer is somewhere in the notebook: a person grades it, never "no response"
+                grade.auto_score, grade.needs_manual_grade = None, True
+        gb.db.commit()
     _render_feedback(template, jobdir, log, result)
     with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
         notebook = gb.find_submission_notebook(course.notebook, course.assignment, STUDENT)
         read_scores(notebook, result)
         result.max_score = float(notebook.max_score)
         book = {"grades": {grade.name: [grade.auto_score, bool(grade.needs_manual_grade)] for grade in notebook.grades},
-                "comments": {comment.name: comment.auto_comment for comment in notebook.comments}}
+                "comments": {comment.name: comment.auto_comment for comment in notebook.comments},
+                "late_penalty": notebook.late_submission_penalty, "timestamp": job.submitted_at,
+                "answers": answer_checksums(graded_nb)}
     if settings.class_course and student_folder(result.student_id):
         class_course = Path(settings.class_course)
-        publish_autograded(autograded, class_course / "autograded" / result.student_id / course.assignment)
-        publish_submitted(Path(job.path), class_course / "submitted" / result.student_id / course.assignment /
-                          f"{course.notebook}.ipynb")
+        publish(class_course, result.student_id, course.assignment, Submitted(
+            Path(job.path), autograded, f"{course.notebook}.ipynb", job.submitted_at,
+            {name: Path(path) for name, path in job.exchange_files.items()}))
         result.gradebook = book
 
 
-def _make_job_course(nb, jobdir: Path, template: Template) -> None:
+def _make_job_course(nb, jobdir: Path, template: Template, submitted_at: str | None) -> None:
     shutil.copyfile(template.gradebook, jobdir / "gradebook.db")
     release = jobdir / "release" / template.course.assignment  # RestoreCells reads it, as in the real course
     release.mkdir(parents=True)
@@ -175,6 +192,8 @@ def _make_job_course(nb, jobdir: Path, template: Template) -> None:
     submitted = jobdir / "submitted" / STUDENT / template.course.assignment
     submitted.mkdir(parents=True)
     nbformat.write(nb, submitted / f"{template.course.notebook}.ipynb")
+    if submitted_at:  # nbgrader's Autograde reads it, and its late-penalty plugin charges what is late
+        (submitted / "timestamp.txt").write_text(nbgrader_timestamp(submitted_at))
     for path in template.data_files:  # nbgrader copies them next to the autograded notebook
         target = submitted / path.relative_to(template.release_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +219,9 @@ def _job_config(template: Template, jobdir: Path, settings: Settings):
     return config
 
 
-def _read_report(autograded: nbformat.NotebookNode, result: Result) -> None:
-    """What the plugins recorded while grading (written by the grader's process, never by the kernel)."""
+def _read_report(autograded: nbformat.NotebookNode, result: Result) -> set[str]:
+    """What the plugins recorded while grading (written by the grader's process, never by the kernel); returns the
+    answers graded by hand that RestoreCells could not find."""
     found = report(autograded)
     if found.get("restored"):
         result.add(note="restored from the source: " + ", ".join(found["restored"]))
@@ -212,6 +232,7 @@ def _read_report(autograded: nbformat.NotebookNode, result: Result) -> None:
     kernel = found.get("kernel", {})
     result.kernel = "warm" if kernel.get("warm") else "cold"
     result.kernel_cpu_s = kernel.get("kernel_cpu_s")
+    return set(found.get("answers_lost", []))
 
 
 def _render_feedback(template: Template, jobdir: Path, log, result: Result) -> None:

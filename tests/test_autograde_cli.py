@@ -155,8 +155,9 @@ def test_the_run_succeeds_with_one_row_per_submission(graded):
 
 def test_grades_csv_columns(graded):
     header = (graded["out"] / "grades.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
-    assert header[:4] == ["student_id", "score", "max_score", "status"]
+    assert header[:5] == ["student_id", "name", "score", "max_score", "status"]
     assert {"test_visible", "test_hidden", "written"} <= set(header)
+    assert header[-5:] == ["needs_manual_grade", "late_penalty", "submitted_at", "notes", "submission"]
 
 
 @pytest.mark.parametrize("student", [
@@ -295,7 +296,7 @@ def test_an_empty_class_is_not_an_error(course, tmp_path):
     (tmp_path / "class").mkdir()
     done = run_cli("grade", tmp_path / "class", "--assignment", MINI, "--out", tmp_path / "out", "--course", course)
     assert done.returncode == 0
-    assert (tmp_path / "out" / "grades.csv").read_text().startswith("student_id,score,max_score,status")
+    assert (tmp_path / "out" / "grades.csv").read_text().startswith("student_id,name,score,max_score,status")
 
 
 STOCK_FOOLED = ["patch_comparisons", "input_transformer_try_except", "session_send_hides_errors",

@@ -8,6 +8,7 @@ writing, and kills every process it can see. Each prints what it achieved, which
 """
 import hashlib
 import json
+import os
 import socket
 import sys
 import time
@@ -161,7 +162,8 @@ def _check(attempt, scores: dict, autograded: dict, feedback_texts: dict) -> Non
     reports = {name: _reports(path) for name, path in autograded.items()}
     # Installed software is visible (read-only), with the example gradebooks nbgrader ships: nothing else.
     assert reports["master_copy"]["solutions"] == []
-    assert [path for path in reports["master_copy"]["gradebooks"] if not path.startswith(sys.prefix)] == []
+    environment = (sys.prefix, os.path.realpath(sys.prefix))
+    assert [path for path in reports["master_copy"]["gradebooks"] if not path.startswith(environment)] == []
     assert reports["classmate"] == {"leaks": []}
     assert "written" in reports["sabotage"]  # (what it wrote in its own private /tmp vanished with it)
     assert reports["network"]["tcp"].startswith("refused")

@@ -2,6 +2,7 @@
 restoring notebooks, feedback redaction, the names the tamper guard pins."""
 import csv
 import json
+import os
 import stat
 import zipfile
 from pathlib import Path
@@ -103,19 +104,22 @@ def test_discovery_layouts_and_student_ids(tmp_path):
     _nb_file(root / "erin" / ".ipynb_checkpoints" / "mini-checkpoint.ipynb")
     (root / ".DS_Store").write_bytes(b"junk")
     chooser = NotebookChooser("mini", "mini", ["a"])
-    found = {s.student_id: s for s in discover(root, chooser, tmp_path / "nested")}
+    discovery = discover(root, chooser, tmp_path / "nested")
+    found = {s.student_id: s for s in discovery.submissions}
     assert set(found) == {"alice", "bob", "carol", "dan", "Zo\u00eb \u00c5ngstr\u00f6m, \"the\" <best>", "erin"}
+    assert discovery.lms == "plain" and all(s.lms == "plain" and s.name == "" for s in found.values())
     assert found["bob"].path.name == "anything.ipynb"
     assert found["carol"].path.name == "carol.pdf" and found["carol"].status is None
-    assert found["dan"].status == st.NO_NOTEBOOK and found["dan"].path is None
-    assert found["erin"].path.name == "mini.ipynb" and "also found scratch.ipynb" in found["erin"].notes[0]
+    assert found["dan"].status == st.NO_NOTEBOOK and found["dan"].path is None and "notes.txt" in found["dan"].detail
+    assert found["erin"].path.name == "mini.ipynb" and "also found erin/scratch.ipynb" in found["erin"].notes[0]
+    assert discovery.ignored == [".DS_Store (operating-system junk)"]
 
 
 def test_grades_csv_keeps_formulas_in_file_names_inert(tmp_path):
     root = tmp_path / "export"
     for name in ("=HYPERLINK(\"x.example\";\"y\")", "+1", "@SUM(A1)", "-2", "alice", "a=b"):
         _nb_file(root / f"{name}.ipynb")
-    found = discover(root, NotebookChooser("mini", "mini", ["a"]), tmp_path / "nested")
+    found = discover(root, NotebookChooser("mini", "mini", ["a"]), tmp_path / "nested").submissions
     results = [Result(student_id=s.student_id, origin=s.origin, feedback="", score=1, max_score=3, cells={"a": 1},
                       notes=["=cmd|' /C calc'!A0"] if s.student_id == "alice" else []) for s in found]
     write_grades(tmp_path / "grades.csv", results, ["a"])
@@ -133,19 +137,22 @@ def test_discovery_nbgrader_layout_and_wrappers(tmp_path):
     _nb_file(root / "submitted" / "s1" / "mini" / "mini.ipynb")
     _nb_file(root / "submitted" / "s2" / "mini" / "mini.ipynb")
     assert unwrap(tmp_path / "download") == root / "submitted"
-    found = discover(tmp_path / "download", NotebookChooser("mini", "mini"), tmp_path / "n")
+    found = discover(tmp_path / "download", NotebookChooser("mini", "mini"), tmp_path / "n").submissions
     assert [s.student_id for s in found] == ["s1", "s2"]
     assert found[0].origin == "s1/mini/mini.ipynb"
 
 
-def test_discovery_duplicate_ids_and_nested_zips(tmp_path):
+def test_discovery_one_row_per_student_and_nested_zips(tmp_path):
     root = tmp_path / "class"
     _nb_file(root / "alice.ipynb")
-    _nb_file(root / "alice" / "hw.ipynb")
+    _nb_file(root / "Alice" / "hw.ipynb")
+    os.utime(root / "alice.ipynb", (1_000_000_000, 1_000_000_000))  # handed in long before hw.ipynb
     _zip(root / "bob.zip", [("work/mini.ipynb", nbformat.writes(new_notebook()))])
-    found = {s.student_id: s for s in discover(root, NotebookChooser("mini", "mini"), tmp_path / "nested")}
-    assert set(found) == {"alice", "alice (2)", "bob"}
-    assert found["bob"].path.name == "mini.ipynb"
+    found = {s.student_id: s for s in discover(root, NotebookChooser("mini", "mini"), tmp_path / "nested").submissions}
+    assert set(found) == {"Alice", "bob"}  # one student, whatever the case of the name
+    assert found["Alice"].origin == "Alice/hw.ipynb" and found["Alice"].attempts == ["alice.ipynb"]
+    assert found["Alice"].notes[0] == "graded Alice/hw.ipynb; also found alice.ipynb"
+    assert found["bob"].path.name == "mini.ipynb" and found["bob"].origin == "bob.zip/work/mini.ipynb"
 
 
 def test_open_submissions_refuses_what_it_cannot_read(tmp_path):
@@ -243,6 +250,33 @@ def test_restore_drops_foreign_ids_and_recognises_stripped_cells():
     restored, _ = _restore(nb)
     assert "from_another_assignment" not in _ids(restored)
     assert _ids(restored).count("imports") == 1
+
+
+def _stripped_with_answers(*answers):
+    """The release as an editor that drops cell metadata saves it, with the written answer in *answers* cells."""
+    nb = _release()
+    at = _ids(nb).index("written")
+    nb.cells[at:at + 1] = [new_markdown_cell(text) for text in answers]
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    return nb
+
+
+def test_restore_finds_a_written_answer_that_lost_its_metadata():
+    restored, info = _restore(_stripped_with_answers("Because 2(a+b) = 2a+2b."))
+    written = [c for c in restored.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written"]
+    assert [c.source for c in written] == ["Because 2(a+b) = 2a+2b."]  # graded by hand, not as "no response"
+    assert "metadata recovered: written (found by its place)" in info["restored"]
+    assert st.ANSWER_UNCLEAR not in info.get("statuses", [])
+
+
+def test_restore_says_where_to_look_when_the_answer_is_unclear():
+    restored, info = _restore(_stripped_with_answers("Because it is linear.", "2(a+b) = 2a + 2b, see above."))
+    assert info["statuses"] == [st.ANSWER_UNCLEAR] and info["answers_lost"] == ["written"]
+    assert any(note.startswith("written lost its nbgrader metadata and 2 cells") for note in info["notes"])
+    sources = [c.source for c in restored.cells]
+    assert "Because it is linear." in sources and "2(a+b) = 2a + 2b, see above." in sources  # both kept
+    assert _ids(restored).count("written") == 1  # the release's cell, for the grader to score by hand
 
 
 def test_restore_rejects_notebooks_of_another_assignment():
