@@ -245,7 +245,7 @@ def check_ranking(ranking, histories):
                    + ".")
 
 
-# Lesson 6 ---------------------------------------------------------------------------------------------------
+# Lesson 9 ---------------------------------------------------------------------------------------------------
 
 def check_projection_params(projection_params):
     """The parameters that ResNet-20's two projection shortcuts (1x1 conv + BatchNorm) add."""

@@ -253,7 +253,7 @@ def test_final_loss_and_accuracy():
     assert model.training
 
 
-# Lesson 6's optional CIFAR-10 run ------------------------------------------------------------------------------
+# Lesson 9's optional CIFAR-10 run ------------------------------------------------------------------------------
 
 def test_cifar_run_is_skipped_at_once_on_a_cpu(monkeypatch):
     monkeypatch.delenv(availability.CIFAR_VARIABLE, raising=False)
@@ -284,11 +284,11 @@ def test_can_reach_gives_up_quickly():
 
 
 def test_the_cifar_cell_runs_when_it_is_not_skipped():
-    """CI never has a GPU, so run lesson 6's CIFAR-10 cell here on fake data, with 2 steps instead of 300."""
+    """CI never has a GPU, so run lesson 9's CIFAR-10 cell here on fake data, with 2 steps instead of 300."""
     from resnet_course import cifar_style_net, seed_everything, train
 
     notebook = json.loads((Path(__file__).resolve().parent.parent / "notebooks"
-                           / "06_from_block_to_network.ipynb").read_text())
+                           / "09_from_block_to_network.ipynb").read_text())
     (cell,) = ["".join(c["source"]) for c in notebook["cells"]
                if c["cell_type"] == "code" and "cifar10_skip_reason(" in "".join(c["source"])]
 
