@@ -2,7 +2,7 @@
 (Veit et al., 2016), and how much each residual block changes its input (He et al., 2016, Fig. 7).
 
 The networks are the nn.Sequential stacks of `models`: residual blocks are single modules with a `branch` and a
-`skip`; a plain network's block is the run of layers from one of its block's first convolution to the next.
+`skip`; a plain network's block is the run of layers from its first convolution to the next block's first one.
 """
 import contextlib
 
@@ -14,6 +14,23 @@ from .metrics import accuracy
 
 def is_residual_block(module):
     return hasattr(module, "branch") and hasattr(module, "skip")
+
+
+def residual_blocks(model):
+    return [module for module in model if is_residual_block(module)]
+
+
+@contextlib.contextmanager
+def block_inputs(model):
+    """Within the `with`, every forward pass of `model` appends each residual block's input to the yielded list."""
+    inputs = []
+    hooks = [block.register_forward_pre_hook(lambda block, args: inputs.append(args[0]))
+             for block in residual_blocks(model)]
+    try:
+        yield inputs
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def block_spans(model):
@@ -62,22 +79,15 @@ def lesion_accuracies(model, images, labels):
 def response_ratios(model, images):
     """For each residual block, ||F(x)|| / ||shortcut(x)|| over `images` in eval mode: how large a correction the
     block's branch adds to what its shortcut carries. For a block that keeps the shape, that is ||F(x)|| / ||x||."""
-    blocks = residual_blocks(model)
-    inputs = []
-    hooks = [block.register_forward_pre_hook(lambda block, args: inputs.append(args[0])) for block in blocks]
     was_training = model.training
     model.eval()
     try:
-        model(images.to(next(model.parameters()).device))
-        return [(block.branch(x).norm() / block.skip(x).norm()).item() for block, x in zip(blocks, inputs)]
+        with block_inputs(model) as inputs:
+            model(images.to(next(model.parameters()).device))
+        return [(block.branch(x).norm() / block.skip(x).norm()).item()
+                for block, x in zip(residual_blocks(model), inputs)]
     finally:
         model.train(was_training)
-        for hook in hooks:
-            hook.remove()
-
-
-def residual_blocks(model):
-    return [module for module in model if is_residual_block(module)]
 
 
 @contextlib.contextmanager
@@ -97,14 +107,8 @@ def branches_detached(model):
 def block_input_gradients(model, images, labels):
     """The norm of the loss's gradient with respect to each residual block's input, input side first, from one
     forward and backward pass over (images, labels) in training mode (as at initialisation or during training)."""
-    inputs = []
-    hooks = [block.register_forward_pre_hook(lambda block, args: inputs.append(args[0]))
-             for block in residual_blocks(model)]
     model.train()
     device = next(model.parameters()).device
-    try:
+    with block_inputs(model) as inputs:
         loss = nn.CrossEntropyLoss()(model(images.to(device)), labels.to(device))
-    finally:
-        for hook in hooks:
-            hook.remove()
     return [gradient.norm().item() for gradient in torch.autograd.grad(loss, inputs)]

@@ -6,8 +6,8 @@ from torch import nn
 
 from resnet_course.metrics import accuracy
 from resnet_course.models import PaddedShortcut, cifar_style_net, preact_resnet
-from resnet_course.probes import (block_input_gradients, block_spans, branches_detached, can_delete, delete_block,
-                                  lesion_accuracies, response_ratios)
+from resnet_course.probes import (block_input_gradients, block_inputs, block_spans, branches_detached, can_delete,
+                                  delete_block, lesion_accuracies, response_ratios)
 
 
 def network(kind, depth=20, seed=0):
@@ -139,3 +139,14 @@ def test_a_scaled_shortcut_scales_the_identity_path_block_by_block():
     with branches_detached(model):
         shortcuts = block_input_gradients(model, images, labels)
     assert shortcuts[0] / shortcuts[4] == pytest.approx(0.5 ** 4, rel=1e-4)
+
+
+def test_block_inputs_are_caught_only_within_the_with():
+    model = network("residual").eval()
+    images, _ = batch(4)
+    with torch.no_grad(), block_inputs(model) as inputs:
+        model(images)
+    assert [tuple(x.shape) for x in inputs] == [(4, 8, 8, 8)] * 4 + [(4, 16, 4, 4)] * 3 + [(4, 32, 2, 2)] * 2
+    with torch.no_grad():
+        model(images)
+    assert len(inputs) == 9
