@@ -149,3 +149,17 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) not in self.ALLOWED:
             raise DataError(f"the CIFAR-10 batch refers to {module}.{name}, which a data file never needs")
         return super().find_class(module, name)
+
+
+def split_held_out(images, labels, held_out=0.25, seed=0):
+    """A stratified split into ((train_images, train_labels), (held_out_images, held_out_labels)).
+
+    Stratified: every class keeps its share in both parts, so held-out accuracy is not skewed by the draw;
+    `seed` fixes which images are held out.
+    """
+    from sklearn.model_selection import train_test_split  # here: importing sklearn takes about a second
+
+    parts = train_test_split(np.arange(len(labels)), test_size=held_out, random_state=seed,
+                             stratify=labels.cpu().numpy())
+    indices = [torch.from_numpy(part).to(labels.device) for part in parts]
+    return tuple((images[index], labels[index]) for index in indices)

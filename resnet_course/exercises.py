@@ -245,7 +245,7 @@ def check_ranking(ranking, histories):
                    + ".")
 
 
-# Lesson 6 ---------------------------------------------------------------------------------------------------
+# Lesson 9 ---------------------------------------------------------------------------------------------------
 
 def check_projection_params(projection_params):
     """The parameters that ResNet-20's two projection shortcuts (1x1 conv + BatchNorm) add."""
@@ -289,3 +289,159 @@ def show_solution(name, force=False):
               f'show_solution("{name}", force=True) shows it anyway.')
         return
     print(SOLUTIONS[name].strip())
+
+
+# Lesson 6 ---------------------------------------------------------------------------------------------------
+
+def check_prediction(prediction, run, names=("plain-8", "plain-32", "res-8", "res-32")):
+    """`prediction` orders `names` from the lowest final training loss to the highest, written before `run()`
+    trains the networks and returns {label: losses}. Nothing trains until the prediction is complete."""
+    name = "prediction"
+    if prediction is None:
+        return _result(name, NOT_DONE, "replace None with your predicted order; the networks train only once you "
+                                       "have written it down.")
+    if isinstance(prediction, str) or not isinstance(prediction, (list, tuple)):
+        return _result(name, FAILED, f"give a list of labels, e.g. {list(names)!r} in the order you expect.")
+    unknown = [label for label in prediction if label not in names]
+    if unknown or sorted(prediction) != sorted(names):
+        return _result(name, FAILED, f"name each of {sorted(names)} exactly once"
+                                     + (f"; unknown: {unknown}" if unknown else "") + ". Nothing was trained yet.")
+    verdict = check_ranking(list(prediction), run())
+    if verdict.passed:
+        return _result(name, PASSED, f"as you predicted, {verdict.message}")
+    return _result(name, FAILED, f"not as you predicted. {verdict.message} Which of the two rules of this lesson "
+                                 "did your setting test?")
+
+
+# Lesson 7 ---------------------------------------------------------------------------------------------------
+
+def check_preact_block(block_class):
+    """`block_class(channels)` must compute x + conv(relu(bn(conv(relu(bn(x)))))), with nothing after the sum."""
+    name = "preact_block"
+    if not isinstance(block_class, type) or not issubclass(block_class, nn.Module):
+        return _result(name, FAILED, "pass the class itself: check_preact_block(PreActBlock).")
+    for channels in (8, 3):
+        block, problem = _call(name, block_class, channels)
+        if problem:
+            return problem
+        norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        if len(norms) != 2 or len(convs) != 2:
+            return _result(name, FAILED, f"the block has {len(norms)} BatchNorm and {len(convs)} convolution layers; "
+                                         "keep the two of each that __init__ creates.")
+        x = torch.randn(4, channels, 6, 6, generator=torch.Generator().manual_seed(channels),
+                        device=convs[0].weight.device)
+        block.train()
+        ran, problem = _call(name, _run_recording, block, x, norms + convs)
+        if problem:
+            return problem
+        out, calls = ran
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            return _result(name, FAILED, f"a {tuple(x.shape)} input must come out with the same shape; got {got}.")
+        kinds = ["bn" if isinstance(m, nn.BatchNorm2d) else "conv" for m in calls]
+        if len(kinds) != 4:
+            return _result(name, FAILED, f"each of the four layers should run once; they ran {len(kinds)} times in "
+                                         f"all ({' -> '.join(kinds) or 'none'}).")
+        if kinds != ["bn", "conv", "bn", "conv"]:
+            return _result(name, FAILED, f"the layers ran in the order {' -> '.join(kinds)}. Pre-activation means "
+                                         "each convolution gets a normalised, activated input: bn1 -> relu -> conv1 "
+                                         "-> bn2 -> relu -> conv2.")
+        wrong = _preact_mistake(out, x, *calls)
+        if wrong:
+            return _result(name, FAILED, wrong)
+    return _result(name, PASSED, "out = x + F(x), and nothing touches the sum: a stack of these blocks carries x_l "
+                                 "to x_L unchanged, plus the branches' outputs, and the gradient the same way back.")
+
+
+def _run_recording(block, x, layers):
+    """block(x), and the `layers` in the order they ran."""
+    calls = []
+    hooks = [layer.register_forward_hook(lambda layer, args, out: calls.append(layer)) for layer in layers]
+    try:
+        return block(x), calls
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _preact_mistake(out, x, bn1, conv1, bn2, conv2):
+    """None when `out` is the pre-activation block's output, else what is wrong with it."""
+    with torch.no_grad():
+        def branch(first_relu=True, second_relu=True):
+            h = bn1(x)
+            h = conv1(torch.relu(h) if first_relu else h)
+            h = bn2(h)
+            return conv2(torch.relu(h) if second_relu else h)
+
+        right = x + branch()
+        candidates = [
+            (right, None),
+            (torch.relu(right), "a ReLU acts after the addition: that is the original block. Return the sum itself, "
+                                "so that the shortcut stays an exact identity."),
+            (right - x, "the output is F(x) alone: add the block's input x to it."),
+            (torch.relu(bn1(x)) + branch(), "the shortcut carries relu(bn1(x)); add the raw input x, so that nothing "
+                                            "but the identity sits on the shortcut."),
+            (x + branch(second_relu=False), "the ReLU between bn2 and conv2 is missing."),
+            (x + branch(first_relu=False), "the ReLU between bn1 and conv1 is missing."),
+        ]
+        for candidate, message in candidates:
+            if torch.allclose(out, candidate, atol=1e-5):
+                return message
+    return ("the output is not x + conv2(relu(bn2(conv1(relu(bn1(x)))))); compute the branch step by step, "
+            "then add x.")
+
+
+# Lesson 8 ---------------------------------------------------------------------------------------------------
+
+def check_response_ratio(response_ratio):
+    """`response_ratio(block, x)` must be ||F(x)|| / ||x|| for a shape-keeping residual block of `models`."""
+    from .models import ResidualUnit  # here: models is not needed by the other checks
+
+    name = "response_ratio"
+    if not callable(response_ratio):
+        return _result(name, FAILED, "pass the function itself: check_response_ratio(response_ratio).")
+    generator = torch.Generator().manual_seed(0)
+    for channels in (8, 4):
+        torch.manual_seed(channels)
+        block = ResidualUnit(channels, channels, 1).eval()
+        with torch.no_grad():
+            for norm in (block.norm1, block.norm2):  # trained-looking statistics, so that F is not tiny
+                norm.running_var.uniform_(0.5, 2.0, generator=generator)
+                norm.weight.uniform_(0.2, 1.0, generator=generator)
+        x = torch.relu(torch.randn(16, channels, 6, 6, generator=generator))  # a block's input comes out of a ReLU
+        value, problem = _call(name, response_ratio, block, x)
+        if problem:
+            return problem
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return _result(name, FAILED, f"return one number (a float or a one-element tensor); got {value!r}.")
+        with torch.no_grad():
+            wrong = _ratio_mistake(value, block, x)
+        if wrong:
+            return _result(name, FAILED, wrong)
+    return _result(name, PASSED, "||F(x)|| / ||x||. A ratio below 1 means that the branch adds a correction "
+                                 "smaller than what the shortcut carries. (block.branch(x) computes the same F(x).)")
+
+
+def _ratio_mistake(value, block, x):
+    branch = block.norm2(block.conv2(torch.relu(block.norm1(block.conv1(x)))))
+    right = (branch.norm() / x.norm()).item()
+    known = [
+        (right, None),
+        (1 / right, "the ratio is upside down: the branch's size F(x) goes on top, the input's size x below."),
+        (branch.norm().item(), "that is ||F(x)|| alone: divide it by ||x||, so that the size means something "
+                               "relative to what the shortcut carries."),
+        (((block(x) - x).norm() / x.norm()).item(),
+         "block(x) - x is not F(x): this block applies a ReLU after the addition, which changes the sum wherever it "
+         "is negative. Compute F(x) from the layers: conv1, norm1, ReLU, conv2, norm2."),
+        ((block(x).norm() / x.norm()).item(), "block(x) includes the shortcut; the response is the branch F(x) alone."),
+        ((block.norm2(block.conv2(block.norm1(block.conv1(x)))).norm() / x.norm()).item(),
+         "F(x) has a ReLU between norm1 and conv2."),
+    ]
+    for candidate, message in known:
+        if math.isclose(value, candidate, rel_tol=1e-4):
+            return message
+    return (f"got {value:.4g}; for this block and input ||F(x)|| / ||x|| is {right:.4g}, with F(x) = "
+            "norm2(conv2(relu(norm1(conv1(x))))).")

@@ -3,17 +3,26 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+# The two recipes the lessons compare. SGD is He et al. (2016)'s, section 4.2: momentum 0.9, weight decay 1e-4
+# (with learning rate 0.1); Adam is the course's default, which needs no schedule to train in 100 steps.
+OPTIMIZERS = {
+    "adam": lambda parameters, lr: torch.optim.Adam(parameters, lr=lr),
+    "sgd": lambda parameters, lr: torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=1e-4),
+}
 
-def train(model, images, labels, steps=100, lr=2e-3, batch_size=128, seed=0, device=None, progress=True, desc=None):
-    """Train `model` with Adam on random mini-batches; returns the training loss of every step as floats.
 
-    The data moves to the model's device once; the batch order depends only on `seed`.
+def train(model, images, labels, steps=100, lr=2e-3, batch_size=128, seed=0, device=None, progress=True, desc=None,
+          optimizer="adam", after_step=None):
+    """Train `model` on random mini-batches; returns the training loss of every step as floats.
+
+    The data moves to the model's device once; the batch order depends only on `seed`. `optimizer` names one of
+    OPTIMIZERS; `after_step(step, model)`, if given, runs after every step (step counts from 1), e.g. to evaluate.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
     images, labels = images.to(device), labels.to(device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = make_optimizer(optimizer, model.parameters(), lr)
     loss_fn = nn.CrossEntropyLoss()
     losses = torch.empty(steps, device=device)
 
@@ -32,6 +41,8 @@ def train(model, images, labels, steps=100, lr=2e-3, batch_size=128, seed=0, dev
         loss.backward()
         optimizer.step()
         losses[step] = loss.detach()
+        if after_step is not None:
+            after_step(step + 1, model)
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
@@ -48,3 +59,10 @@ def gradient_norms(model, images, labels):
     device = next(model.parameters()).device
     nn.CrossEntropyLoss()(model(images.to(device)), labels.to(device)).backward()
     return {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None and p.dim() > 1}
+
+
+def make_optimizer(name, parameters, lr):
+    """The optimizer called `name` in OPTIMIZERS ("adam" or "sgd"), over `parameters`, with learning rate `lr`."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(sorted(OPTIMIZERS))}, got {name!r}")
+    return OPTIMIZERS[name](parameters, lr)

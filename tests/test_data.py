@@ -132,3 +132,29 @@ def test_batches_cannot_run_code(tmp_path, capsys):
     with pytest.raises(data.DataError, match="builtins.print"):
         data.read_cifar10_archive(path, train=False)
     assert "must never run" not in capsys.readouterr().out
+
+
+def test_held_out_split_is_stratified_disjoint_and_complete():
+    images, labels = data.load_digits()
+    (train_images, train_labels), (held_images, held_labels) = data.split_held_out(images, labels, 0.25, seed=0)
+    assert len(train_labels) + len(held_labels) == len(labels) and len(held_labels) == 450
+    # Every class keeps its share in both parts, to within one image.
+    share = labels.bincount().double() / len(labels)
+    assert (held_labels.bincount().double() - share * len(held_labels)).abs().max() <= 1
+    assert (train_labels.bincount().double() - share * len(train_labels)).abs().max() <= 1
+    # The two parts are disjoint and together hold every image exactly once.
+    rows = {tuple(row.tolist()) for row in images.flatten(1)}
+    train_rows = {tuple(row.tolist()) for row in train_images.flatten(1)}
+    held_rows = {tuple(row.tolist()) for row in held_images.flatten(1)}
+    assert not train_rows & held_rows and train_rows | held_rows == rows
+    # Each image keeps its own label.
+    index = {tuple(row.tolist()): label for row, label in zip(images.flatten(1), labels.tolist())}
+    assert all(index[tuple(row.tolist())] == label for row, label in zip(held_images.flatten(1), held_labels.tolist()))
+
+
+def test_held_out_split_depends_only_on_its_seed():
+    images, labels = data.load_digits()
+    first = data.split_held_out(images, labels, seed=0)[1][0]
+    again = data.split_held_out(images, labels, seed=0)[1][0]
+    other = data.split_held_out(images, labels, seed=1)[1][0]
+    assert torch.equal(first, again) and not torch.equal(first, other)

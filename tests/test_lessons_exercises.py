@@ -1,5 +1,5 @@
 """The lessons' "Your turn" checks: they pass a right answer, say "not done yet" for the placeholder, and reject
-wrong answers with a message that points at the mistake. Also the gated solutions, and lesson 6's CIFAR-10 cell,
+wrong answers with a message that points at the mistake. Also the gated solutions, and lesson 9's CIFAR-10 cell,
 which CI only ever sees skipped."""
 import json
 import time
@@ -11,8 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from resnet_course import availability, exercises
-from resnet_course.exercises import (check_identity_conv, check_pad_shortcut, check_projection_params,
-                                     check_ranking, check_residual_chain, check_same_padding, show_solution)
+from resnet_course.exercises import (check_identity_conv, check_pad_shortcut, check_prediction, check_preact_block,
+                                     check_projection_params, check_ranking, check_residual_chain,
+                                     check_response_ratio, check_same_padding, show_solution)
 from resnet_course.metrics import accuracy, final_loss
 from resnet_course.solutions import SOLUTIONS
 
@@ -31,6 +32,38 @@ def todo(*args):
     raise NotImplementedError("your turn")
 
 
+relu = torch.relu
+
+
+def preact_branch(s, x):
+    return s.conv2(relu(s.norm2(s.conv1(relu(s.norm1(x))))))
+
+
+def shortcut_after_activation(s, x):
+    h = relu(s.norm1(x))  # a common slip: the activated input also feeds the shortcut
+    return h + s.conv2(relu(s.norm2(s.conv1(h))))
+
+
+def block_with(forward):
+    """A pre-activation block class of lesson 7 whose forward pass is `forward(self, x)`."""
+    class Block(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.norm1 = nn.BatchNorm2d(channels)
+            self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.norm2 = nn.BatchNorm2d(channels)
+            self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return forward(self, x)
+
+    return Block
+
+
+def predicted(prediction):
+    return check_prediction(prediction, lambda: HISTORIES)
+
+
 CHECKS = {
     "identity_conv": lambda ns: check_identity_conv(ns["make_identity_conv"]),
     "residual_chain": lambda ns: check_residual_chain(ns["residual_chain"]),
@@ -38,6 +71,9 @@ CHECKS = {
     "pad_shortcut": lambda ns: check_pad_shortcut(ns["pad_shortcut"]),
     "ranking": lambda ns: check_ranking(ns["ranking"], HISTORIES),
     "projection_params": lambda ns: check_projection_params(ns["projection_params"]),
+    "prediction": lambda ns: check_prediction(ns["prediction"], lambda: HISTORIES),
+    "preact_block": lambda ns: check_preact_block(ns["PreActBlock"]),
+    "response_ratio": lambda ns: check_response_ratio(ns["response_ratio"]),
 }
 
 
@@ -61,6 +97,8 @@ def test_the_worked_solution_passes(name):
     (check_identity_conv, todo), (check_residual_chain, todo), (check_pad_shortcut, todo),
     (check_same_padding, None), (check_projection_params, None),
     (lambda r: check_ranking(r, HISTORIES), None),
+    (lambda p: check_prediction(p, lambda: pytest.fail("nothing may train before the prediction")), None),
+    (check_preact_block, block_with(lambda self, x: todo())), (check_response_ratio, todo),
 ])
 def test_the_placeholder_is_not_done_yet(check, placeholder):
     result = check(placeholder)
@@ -119,6 +157,32 @@ WRONG = [
     (lambda r: check_ranking(r, HISTORIES), ["res-32", "res-8", "plain-8"], "missing: ['plain-32']"),
     (lambda r: check_ranking(r, HISTORIES), ["res-32", "res-8", "plain-8", "plain-64"], "unknown label"),
     (lambda r: check_ranking(r, HISTORIES), "res-32", "give a list"),
+    (predicted, ["plain-8", "res-8", "res-32", "plain-32"], "not as you predicted. place 1"),
+    (predicted, ["res-32", "res-8", "plain-8"], "exactly once"),
+    (predicted, ["res-32", "res-8", "plain-8", "plain-64"], "unknown: ['plain-64']"),
+    (predicted, "res-32", "give a list"),
+    (check_preact_block, block_with(lambda s, x: relu(s.norm2(s.conv2(relu(s.norm1(s.conv1(x))))) + x)),
+     "order conv -> bn -> conv -> bn"),
+    (check_preact_block, block_with(lambda s, x: relu(x + preact_branch(s, x))), "ReLU acts after the addition"),
+    (check_preact_block, block_with(preact_branch), "F(x) alone"),
+    (check_preact_block, block_with(lambda s, x: shortcut_after_activation(s, x)), "add the raw input x"),
+    (check_preact_block, block_with(lambda s, x: x + s.conv2(s.norm2(s.conv1(relu(s.norm1(x)))))),
+     "between bn2 and conv2 is missing"),
+    (check_preact_block, block_with(lambda s, x: x + s.conv2(relu(s.norm2(s.conv1(s.norm1(x)))))),
+     "between bn1 and conv1 is missing"),
+    (check_preact_block, block_with(lambda s, x: x + preact_branch(s, x) + preact_branch(s, x)), "should run once"),
+    (check_preact_block, block_with(lambda s, x: (x + preact_branch(s, x))[:, :, ::2, ::2]), "same shape"),
+    (check_preact_block, block_with(lambda s, x: x + 2 * preact_branch(s, x)), "step by step"),
+    (check_preact_block, block_with(lambda s, x: x)(3), "pass the class itself"),
+    (check_response_ratio, lambda b, x: ((b(x) - x).norm() / x.norm()).item(), "block(x) - x is not F(x)"),
+    (check_response_ratio, lambda b, x: (x.norm() / b.branch(x).norm()).item(), "upside down"),
+    (check_response_ratio, lambda b, x: b.branch(x).norm().item(), "divide it by ||x||"),
+    (check_response_ratio, lambda b, x: (b(x).norm() / x.norm()).item(), "includes the shortcut"),
+    (check_response_ratio, lambda b, x: (b.norm2(b.conv2(b.norm1(b.conv1(x)))).norm() / x.norm()).item(),
+     "a ReLU between norm1 and conv2"),
+    (check_response_ratio, lambda b, x: (b.branch(x).abs().mean() / x.abs().mean()).item(), "with F(x) ="),
+    (check_response_ratio, lambda b, x: [1.0], "return one number"),
+    (check_response_ratio, lambda b, x: 1 / 0, "ZeroDivisionError"),
 ]
 
 
@@ -140,6 +204,20 @@ def test_a_right_answer_written_differently_passes():
     assert check_projection_params(16 * 32 + 2 * 32 + 32 * 64 + 2 * 64).passed
     assert check_projection_params(2752.0).passed
     assert check_ranking(("res-32", "res-8", "plain-8", "plain-32"), HISTORIES).passed
+    assert check_response_ratio(lambda block, x: block.branch(x).norm() / x.norm()).passed   # a tensor is fine
+    swapped = block_with(lambda s, x: x + s.conv1(relu(s.norm2(s.conv2(relu(s.norm1(x)))))))
+    assert check_preact_block(swapped).passed   # the layers' names do not matter, only what runs in what order
+
+
+def test_a_prediction_trains_only_once_it_is_complete():
+    runs = []
+
+    def run():
+        runs.append(1)
+        return HISTORIES
+
+    assert not check_prediction(["res-32"], run).passed and not runs
+    assert check_prediction(["res-32", "res-8", "plain-8", "plain-32"], run).passed and len(runs) == 1
 
 
 def test_results_display_as_one_line():
@@ -175,7 +253,7 @@ def test_final_loss_and_accuracy():
     assert model.training
 
 
-# Lesson 6's optional CIFAR-10 run ------------------------------------------------------------------------------
+# Lesson 9's optional CIFAR-10 run ------------------------------------------------------------------------------
 
 def test_cifar_run_is_skipped_at_once_on_a_cpu(monkeypatch):
     monkeypatch.delenv(availability.CIFAR_VARIABLE, raising=False)
@@ -206,11 +284,11 @@ def test_can_reach_gives_up_quickly():
 
 
 def test_the_cifar_cell_runs_when_it_is_not_skipped():
-    """CI never has a GPU, so run lesson 6's CIFAR-10 cell here on fake data, with 2 steps instead of 300."""
+    """CI never has a GPU, so run lesson 9's CIFAR-10 cell here on fake data, with 2 steps instead of 300."""
     from resnet_course import cifar_style_net, seed_everything, train
 
     notebook = json.loads((Path(__file__).resolve().parent.parent / "notebooks"
-                           / "06_from_block_to_network.ipynb").read_text())
+                           / "09_from_block_to_network.ipynb").read_text())
     (cell,) = ["".join(c["source"]) for c in notebook["cells"]
                if c["cell_type"] == "code" and "cifar10_skip_reason(" in "".join(c["source"])]
 

@@ -17,7 +17,10 @@ LESSONS = [
     "03_the_residual_block.ipynb",
     "04_when_shapes_dont_match.ipynb",
     "05_plain_vs_residual.ipynb",
-    "06_from_block_to_network.ipynb",
+    "06_generalisation_vs_degradation.ipynb",
+    "07_identity_mappings.ipynb",
+    "08_inside_a_trained_resnet.ipynb",
+    "09_from_block_to_network.ipynb",
 ]
 GRADED_NAMES = set(GRADED)
 SETUP_CELL = '''try:
@@ -62,7 +65,7 @@ def defined_names(tree):
     return names
 
 
-def test_the_six_lessons_are_there():
+def test_the_nine_lessons_are_there():
     assert sorted(path.name for path in NOTEBOOKS.glob("*.ipynb")) == LESSONS
 
 

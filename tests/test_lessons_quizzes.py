@@ -150,3 +150,37 @@ def test_same_padding_keeps_the_shape():
         y = nn.Conv2d(64, 64, 3, padding=1)(torch.relu(nn.Conv2d(64, 64, 3, padding=1)(x))) + x
     assert tuple(y.shape) == (2, 64, 64, 64)
     assert right_option("same_padding_shape") == "(32, 64, 64, 64)"
+
+
+def letter_of(key):
+    question = QUESTIONS[key]
+    return next(letter for letter in question.letters if answer_digest(key, letter) == question.digest)
+
+
+def option_of(key):
+    question = QUESTIONS[key]
+    return question.options[question.letters.index(letter_of(key))]
+
+
+def test_path_counts_in_the_unravelled_view():
+    # Every block is passed through its branch or skipped: one path per subset of the blocks whose branch it takes.
+    blocks = 15
+    paths = [{b for b in range(blocks) if mask >> b & 1} for mask in range(2 ** blocks)]
+    assert f"{len(paths):,}" in option_of("ensemble_paths")
+    untouched = [path for path in paths if not path & {3, 9}]   # skips the branches of two deleted blocks
+    assert len(untouched) * 4 == len(paths) and "2^13" in option_of("paths_after_two_deletions")
+
+
+def test_deleting_a_block_with_a_small_response_barely_changes_what_follows():
+    from resnet_course.models import ResidualUnit
+
+    torch.manual_seed(0)
+    block = ResidualUnit(8, 8, 1).eval()
+    x = torch.relu(torch.randn(4, 8, 6, 6))
+    with torch.no_grad():
+        block.norm2.weight.mul_(0.02 * x.norm() / block.branch(x).norm())   # scale F(x) to 2% of x
+        block.norm2.bias.zero_()
+        assert (block.branch(x).norm() / x.norm()).item() == pytest.approx(0.02, rel=1e-3)
+        change = (block(x) - x).norm() / x.norm()   # with the block against without it (then x passes on)
+    assert 0 < change.item() <= 0.02 + 1e-6
+    assert "barely changes" in option_of("small_response_deletion")

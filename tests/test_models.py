@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_course.models import PaddedShortcut, cifar_style_net, count_parameters
+from resnet_course.models import (PaddedShortcut, PreActUnit, ResidualUnit, block_plan, cifar_style_net,
+                                  count_parameters, preact_resnet)
 
 
 def convs(net):
@@ -83,3 +84,48 @@ def test_he_init_differs_from_default_and_is_seeded():
     # Kaiming normal (fan_out, ReLU) has std sqrt(2 / (8 * 3 * 3)) = 0.167; PyTorch's default is much smaller.
     assert he.std().item() == pytest.approx((2 / 72) ** 0.5, rel=0.25)
     assert default.std().item() < 0.7 * he.std().item()
+
+
+def test_block_plan_halves_and_widens_at_each_new_stage():
+    assert block_plan(20, (8, 16, 32)) == [(8, 8, 1)] * 3 + [(8, 16, 2), (16, 16, 1), (16, 16, 1),
+                                                             (16, 32, 2), (32, 32, 1), (32, 32, 1)]
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        block_plan(10, (8, 16, 32))
+
+
+@pytest.mark.parametrize("depth", [8, 20, 56])
+def test_preact_resnet_has_depth_weighted_layers_and_the_same_initial_convolutions(depth):
+    torch.manual_seed(3)
+    original = cifar_style_net(depth)
+    torch.manual_seed(3)
+    preact = preact_resnet(depth)
+    linears = [m for m in preact.modules() if isinstance(m, nn.Linear)]
+    assert len(convs(preact)) + len(linears) == depth
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(convs(original), convs(preact), strict=True))
+    assert preact(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_preact_unit_adds_its_branch_with_nothing_after_the_sum():
+    torch.manual_seed(0)
+    unit = PreActUnit(4, 4, 1)
+    x = torch.randn(2, 4, 6, 6)
+    out = unit(x)
+    assert torch.allclose(out, x + unit.branch(x)) and (out < 0).any()  # no ReLU after the addition
+    nn.init.zeros_(unit.conv2.weight)
+    assert torch.equal(unit(x), x)  # a silent branch makes the unit the exact identity, negative values included
+    # Its branch starts with BatchNorm: in training mode, shifting and scaling the input leaves F unchanged.
+    assert torch.allclose(unit.branch(3 * x + 1), unit.branch(x), atol=1e-4)
+
+
+def test_preact_unit_changes_shape_through_the_zero_padded_shortcut():
+    unit = PreActUnit(4, 8, 2)
+    x = torch.randn(2, 4, 6, 6)
+    assert isinstance(unit.skip, PaddedShortcut) and unit(x).shape == (2, 8, 3, 3)
+    assert isinstance(unit.norm1, nn.BatchNorm2d) and unit.norm1.num_features == 4  # it normalises its input
+
+
+def test_residual_unit_branch_is_what_the_block_adds_before_its_relu():
+    torch.manual_seed(0)
+    unit = ResidualUnit(4, 4, 1)
+    x = torch.relu(torch.randn(2, 4, 6, 6))
+    assert torch.allclose(unit(x), torch.relu(unit.branch(x) + x))

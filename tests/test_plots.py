@@ -2,7 +2,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from resnet_course.plots import plot_digits, plot_gradient_norms, plot_loss_curves
+from resnet_course.plots import (plot_digits, plot_fit_and_held_out, plot_gradient_norms, plot_loss_curves,
+                                 plot_per_block, plot_recipe_sweep)
 
 
 def test_loss_curves_share_one_log_axis():
@@ -46,3 +47,36 @@ def test_digits_row_shows_each_image_with_its_label():
     assert [axes.get_title() for axes in figure.axes] == ["3", "1", "4", "1"]
     assert np.array_equal(figure.axes[2].get_images()[0].get_array(), images[2, 0].numpy())
     assert not figure.axes[0].axison
+
+
+def test_fit_and_held_out_side_by_side():
+    histories = {"plain-8": [2.0, 1.0, 0.5, 0.4], "res-32": [2.0, 0.2, 0.05, 0.01]}
+    accuracies = {"plain-8": {4: 0.9, 2: 0.8}, "res-32": {2: 0.9, 4: 0.92}}
+    figure = plot_fit_and_held_out(histories, accuracies)
+    fit, held = figure.axes
+    assert fit.get_yscale() == "log" and held.get_yscale() == "linear"
+    assert np.array_equal(fit.get_lines()[1].get_ydata(), histories["res-32"])
+    plain = held.get_lines()[0]
+    assert list(plain.get_xdata()) == [2, 4] and list(plain.get_ydata()) == [0.8, 0.9]  # in step order
+    assert [t.get_text() for t in held.get_legend().get_texts()] == ["plain-8", "res-32"]
+
+
+def test_recipe_sweep_groups_one_bar_per_run_and_recipe():
+    finals = {"Adam 2e-3": {"plain-8": 0.1, "res-32": 0.004}, "SGD 0.1": {"plain-8": 0.006, "res-32": 0.005}}
+    axes = plot_recipe_sweep(finals).axes[0]
+    assert axes.get_yscale() == "log"
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["Adam 2e-3", "SGD 0.1"]
+    heights = {(container.get_label(), round(bar.get_x() + bar.get_width() / 2)): bar.get_height()
+               for container in axes.containers for bar in container}
+    assert heights == {("plain-8", 0): 0.1, ("plain-8", 1): 0.006, ("res-32", 0): 0.004, ("res-32", 1): 0.005}
+
+
+def test_per_block_values_leave_gaps_and_draw_references():
+    figure = plot_per_block({"plain-32": [0.1, None, 0.2], "res-32": [0.9, 0.95, 0.97]}, "accuracy", "lesions",
+                            references={"chance": 0.1})
+    axes = figure.axes[0]
+    plain = axes.get_lines()[0]
+    assert list(plain.get_xdata()) == [1, 2, 3] and np.isnan(plain.get_ydata()[1])
+    assert any(list(line.get_ydata()) == [0.1, 0.1] for line in axes.get_lines()[2:])
+    assert "chance" in [text.get_text() for text in axes.texts]
+    assert plot_per_block({"a": [1, 10]}, "y", "t", log=True).axes[0].get_yscale() == "log"

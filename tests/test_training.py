@@ -1,9 +1,10 @@
+import pytest
 import torch
 from torch import nn
 
 from resnet_course.data import load_digits
 from resnet_course.models import cifar_style_net
-from resnet_course.training import gradient_norms, train
+from resnet_course.training import gradient_norms, make_optimizer, train
 
 
 def easy_problem():
@@ -66,3 +67,27 @@ def test_plain_deep_net_without_batch_norm_loses_its_gradient():
         norms[residual] = list(gradient_norms(net, images[:128], labels[:128]).values())
     assert norms[False][0] < 1e-6 < norms[True][0]
     assert norms[True][0] > 1e3 * norms[False][0]
+
+
+def test_optimizers_by_name():
+    model = linear_model()
+    sgd = make_optimizer("sgd", model.parameters(), 0.1)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["weight_decay"] == 1e-4 and sgd.defaults["lr"] == 0.1
+    assert isinstance(make_optimizer("adam", model.parameters(), 2e-3), torch.optim.Adam)
+    with pytest.raises(ValueError, match="adam, sgd"):
+        make_optimizer("rmsprop", model.parameters(), 0.1)
+
+
+def test_training_uses_the_named_optimizer():
+    images, labels = easy_problem()
+    adam = train(linear_model(), images, labels, steps=5, lr=0.05, progress=False)
+    sgd = train(linear_model(), images, labels, steps=5, lr=0.05, optimizer="sgd", progress=False)
+    assert adam[0] == sgd[0] and adam[1:] != sgd[1:]  # the same first batch, then different updates
+
+
+def test_after_step_sees_every_step_and_the_model():
+    images, labels = easy_problem()
+    model, seen = linear_model(), []
+    train(model, images, labels, steps=7, progress=False, after_step=lambda step, m: seen.append((step, m)))
+    assert [step for step, _ in seen] == list(range(1, 8)) and all(m is model for _, m in seen)
