@@ -42,9 +42,9 @@ def tool_env(**extra) -> dict[str, str]:
     return dict(os.environ, PATH=f"{PYTHON.parent}:{os.environ.get('PATH', '')}", **extra)
 
 
-def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
-    """`python -m autograde ARGS...`, its output captured as text."""
-    return subprocess.run([str(PYTHON), "-m", "autograde", *map(str, args)], cwd=cwd, env=tool_env(),
+def run_cli(*args, cwd=REPO, timeout=600, env=None) -> subprocess.CompletedProcess:
+    """`python -m autograde ARGS...`, its output captured as text; *env*: more environment variables."""
+    return subprocess.run([str(PYTHON), "-m", "autograde", *map(str, args)], cwd=cwd, env=tool_env(**(env or {})),
                           capture_output=True, text=True, timeout=timeout)
 
 
