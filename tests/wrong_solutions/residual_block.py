@@ -98,6 +98,14 @@ CASES = [
         total = total + out + self.shortcut(x)
         return F.relu(total)
         """)),
+    case("rb_checks_then_fixed_device", "checks its input for NaN (fine on any device), then builds the sum in a "
+         "CPU tensor (passes on a CPU)", loses={DEVICES}, ResidualBlock=forward("""
+        if torch.isnan(x).any():
+            raise ValueError("NaN in the input")
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(torch.zeros(out.shape, device="cpu") + out + self.shortcut(x))
+        """)),
     case("rb_missing_second_bn", "no BatchNorm after the second convolution (passes the visible tests)",
          loses={LAYERS, FORMULA}, ResidualBlock=residual_block(
              init=RESIDUAL_INIT.replace("self.bn2 = nn.BatchNorm2d(out_channels)\n", ""),
