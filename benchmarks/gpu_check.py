@@ -100,8 +100,15 @@ def grade_copies(copies, workdir):
     return seconds, rows, feedback
 
 
-def grading_lines(seconds, rows, feedback, device):
-    """The report of the grading, and whether every reference copy got full marks on `device`."""
+def autograded_points():
+    """The points of the assignment's test cells: what a correct solution gets before any hand grading."""
+    source = nbformat.read(REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    return sum(cell.metadata["nbgrader"].get("points", 0) for cell in source.cells
+               if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"))
+
+
+def grading_lines(seconds, rows, feedback, device, full_marks):
+    """The report of the grading, and whether every reference copy got `full_marks` with its tests on `device`."""
     lines = [f"graded {len(rows)} submissions in {seconds:.1f} s ({seconds / max(len(rows), 1):.1f} s each, "
              "wall clock, including the grader's start)"]
     fine = bool(rows)
@@ -109,7 +116,7 @@ def grading_lines(seconds, rows, feedback, device):
         text = feedback.get(row["student_id"], "")
         ran = "cuda" if "running on cuda" in text else "cpu" if "running on cpu" in text else "?"
         problem = ""
-        if row["student_id"] != "untouched" and (ran != device or row["score"] != row["max_score"]):
+        if row["student_id"] != "untouched" and (ran != device or float(row["score"]) != full_marks):
             problem, fine = f"  <- expected full marks on {device}", False
         lines.append(f"  {row['student_id']:12s} {row['score']:>5s}/{row['max_score']:<3s} {row['status']:10s} "
                      f"hidden tests ran on: {ran}{problem}")
@@ -137,7 +144,7 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as workdir:
             print(f"  grading {args.copies} reference solutions and the untouched release on {device} ...", flush=True)
             seconds, rows, feedback = grade_copies(args.copies, Path(workdir))
-        lines, graded_fine = grading_lines(seconds, rows, feedback, device)
+        lines, graded_fine = grading_lines(seconds, rows, feedback, device, autograded_points())
         print("\n".join(lines))
         failed += [] if graded_fine else ["grading"]
     if device == "cpu":

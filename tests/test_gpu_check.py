@@ -42,13 +42,14 @@ def test_a_lesson_runs_on_the_device_the_check_chose(tmp_path):
     assert "NOT ON THE GPU: Running on cpu" in report[1] and on_cuda["error"] in report[2]
 
 
-def test_grading_report_wants_full_marks_on_the_chosen_device():
-    rows = [{"student_id": "reference00", "score": "25", "max_score": "25", "status": "ok"},
-            {"student_id": "untouched", "score": "0", "max_score": "25", "status": "ok"}]
+def test_grading_report_wants_full_autograded_marks_on_the_chosen_device():
+    assert gpu_check.autograded_points() == 25   # the written answer's 2 points wait for a person
+    rows = [{"student_id": "reference00", "score": "25.0", "max_score": "27.0", "status": "ok"},
+            {"student_id": "untouched", "score": "0.0", "max_score": "27.0", "status": "ok"}]
     on_gpu = {"reference00": "<pre>torch 2.13.0, running on cuda</pre>", "untouched": "running on cuda"}
-    lines, fine = gpu_check.grading_lines(10.0, rows, on_gpu, "cuda")
+    lines, fine = gpu_check.grading_lines(10.0, rows, on_gpu, "cuda", 25)
     assert fine and "hidden tests ran on: cuda" in lines[1]
-    lines, fine = gpu_check.grading_lines(10.0, rows, {**on_gpu, "reference00": "running on cpu"}, "cuda")
+    lines, fine = gpu_check.grading_lines(10.0, rows, {**on_gpu, "reference00": "running on cpu"}, "cuda", 25)
     assert not fine and "expected full marks on cuda" in lines[1]
-    lines, fine = gpu_check.grading_lines(10.0, [{**rows[0], "score": "24"}], on_gpu, "cuda")
+    lines, fine = gpu_check.grading_lines(10.0, [{**rows[0], "score": "24.0"}], on_gpu, "cuda", 25)
     assert not fine
