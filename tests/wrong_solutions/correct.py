@@ -431,7 +431,27 @@ CASES += [
             return figure
         """),
     case("ok_bound_class_attribute_checked_network", "a network class holding the block classes as a class "
-         "attribute, whose forward checks its input and its logits",
+         "attribute, whose forward checks its input and its logits; train copies each loss to the CPU to record it "
+         "and keeps its batch order in a list",
+         train="""
+        def train(model, images, labels, steps, lr=2e-3, batch_size=128, seed=0):
+            device = next(model.parameters()).device
+            generator = torch.Generator().manual_seed(seed)
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+            model.train()
+            queue, losses = [], []
+            while len(losses) < steps:
+                if len(queue) < batch_size:
+                    queue = torch.randperm(len(images), generator=generator).tolist()
+                picked, queue = queue[:batch_size], queue[batch_size:]
+                x, y = images[picked].to(device), labels[picked].to(device)
+                loss = nn.functional.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.detach().to("cpu").item())
+            return losses
+        """,
          build_network="""
         class Network(nn.Module):
             KINDS = {True: ResidualBlock, False: PlainBlock}
