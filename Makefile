@@ -12,7 +12,7 @@ ASSIGNMENT ?= residual_blocks
 # The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup lab test release grade bench lock browser bubblewrap slurm clean
+.PHONY: setup lab test release grade bench gpu-check lock browser bubblewrap slurm clean
 
 setup: $(STAMP) bubblewrap
 
@@ -41,6 +41,11 @@ grade: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# Where PyTorch sees a GPU: every lesson and the grading of the reference solution on CUDA, with timings.
+# Anywhere else it runs the same on the CPU, as a dry run, and says so on every line that matters.
+gpu-check: setup
+	$(BIN)/python -m benchmarks.gpu_check
 
 # Maintainers only: re-resolve the lock for Linux and macOS, Python 3.11 and 3.12, and Binder's environment.yml.
 # torch's CUDA wheels (Linux) come with their own exact pins, so they are left to pip.

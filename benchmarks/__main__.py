@@ -12,7 +12,7 @@ import torch
 
 from resnet_course.cores import available_cores
 
-SECTIONS = ["lessons", "grading"]
+SECTIONS = ["lessons", "assignment", "grading"]
 REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 

@@ -10,8 +10,10 @@ _HOMES = {
     "choose_device": "device", "seed_everything": "device", "set_threads": "device", "start_lesson": "device",
     "cifar_style_net": "models", "count_parameters": "models",
     "plot_digits": "plots", "plot_gradient_norms": "plots", "plot_loss_curves": "plots",
+    "plot_signal_and_gradients": "plots", "twin_styles": "plots",
     "quiz": "quizzes",
-    "gradient_norms": "training", "train": "training",
+    "activation_spread": "training", "gradient_norms": "training", "relu_open_fraction": "training",
+    "train": "training",
 }
 
 __all__ = sorted(_HOMES)

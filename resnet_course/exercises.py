@@ -9,7 +9,10 @@ import html
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import nn
 
 from .metrics import final_loss
@@ -98,8 +101,9 @@ def check_identity_conv(make_identity_conv):
             return _result(name, FAILED, f"conv(x) differs from x by up to {error:.3g}. "
                                          + _identity_hint(conv, x, y))
     return _result(name, PASSED, "conv(x) equals x for 8 and for 3 channels. A ReLU after it changes nothing "
-                                 "either, since its input already came out of a ReLU: a deeper plain net could "
-                                 "insert such layers and compute exactly what the shallow net computes.")
+                                 "either, since its input already came out of a ReLU: a deeper plain net without "
+                                 "BatchNorm could insert such layers and compute exactly what the shallow net "
+                                 "computes (BatchNorm comes next).")
 
 
 def _identity_hint(conv, x, y):
@@ -243,6 +247,66 @@ def check_ranking(ranking, histories):
                                          "the curves, or the printed numbers.")
     return _result(name, PASSED, "lowest first: " + " < ".join(f"{label} ({finals[label]:.3g})" for label in truth)
                    + ".")
+
+
+def check_loss_plot(figure, histories):
+    """`figure` must show every run of `histories` on one axis: labelled lines of the losses, a log-scaled loss
+    axis, axis labels and a legend. It is judged by what it holds, however it was drawn."""
+    name = "loss_plot"
+    if figure is None:
+        return _result(name, NOT_DONE, "replace None with your figure (figure, axes = plt.subplots() gives you "
+                                       "one), then run this cell again.")
+    if isinstance(figure, Axes):
+        return _result(name, FAILED, "that is an Axes; pass the Figure it belongs to (figure, axes = "
+                                     "plt.subplots() gives both, and axes.figure is the Figure too).")
+    if not isinstance(figure, Figure):
+        return _result(name, FAILED, f"figure should be a matplotlib Figure, got {type(figure).__name__}.")
+    drawn = [axes for axes in figure.axes if axes.get_lines()]
+    if len(drawn) != 1:
+        return _result(name, FAILED, "the figure has no lines yet: axes.plot(losses, label=name) draws one run."
+                       if not drawn else f"the lines are spread over {len(drawn)} axes; draw every run on the "
+                                         "same one, so that the curves can be compared at a glance.")
+    axes = drawn[0]
+    problem = _loss_lines_problem(axes, histories) or _loss_axes_problem(figure, axes, histories)
+    if problem:
+        return _result(name, FAILED, problem)
+    return _result(name, PASSED, f"{len(histories)} labelled runs on one log-scaled axis, with axis labels and a "
+                                 "legend. On a log scale equal ratios look equal: 1 to 0.1 spans as much as 0.01 "
+                                 "to 0.001, so the small late losses stay readable.")
+
+
+def _loss_lines_problem(axes, histories):
+    lines = {line.get_label(): line for line in axes.get_lines() if not line.get_label().startswith("_")}
+    missing = [label for label in histories if label not in lines]
+    if missing and len(lines) < len(axes.get_lines()):
+        return (f"some lines have no label: pass label=name to axes.plot, with the run's name as in histories "
+                f"({', '.join(histories)}).")
+    if missing:
+        return f"no line is labelled {', '.join(missing)}: draw every run of histories, each with label=its name."
+    extra = [label for label in lines if label not in histories]
+    if extra:
+        return f"the line(s) {', '.join(extra)} are no run of histories; the runs are {', '.join(histories)}."
+    for label, losses in histories.items():
+        shown = np.asarray(lines[label].get_ydata(), dtype=float)
+        if shown.shape != (len(losses),) or not np.allclose(shown, losses):
+            return (f"the line labelled {label} does not show {label}'s losses: its y-values should be "
+                    f"histories[{label!r}], the loss of every step.")
+    return None
+
+
+def _loss_axes_problem(figure, axes, histories):
+    if axes.get_yscale() != "log":
+        return ("the loss axis is linear, so the late losses, a hundred times smaller than the first ones, all "
+                "look like zero: axes.set_yscale('log').")
+    if not axes.get_xlabel().strip() or not axes.get_ylabel().strip():
+        return "label both axes: axes.set_xlabel('step') and axes.set_ylabel('training loss')."
+    legends = [axes.get_legend(), *figure.legends]
+    shown = {text.get_text() for legend in legends if legend is not None for text in legend.get_texts()}
+    if not shown:
+        return "add a legend (axes.legend()), so that the reader knows which line is which run."
+    if set(histories) - shown:
+        return f"the legend misses {', '.join(sorted(set(histories) - shown))}."
+    return None
 
 
 # Lesson 9 ---------------------------------------------------------------------------------------------------

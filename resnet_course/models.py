@@ -96,6 +96,17 @@ def he_init(net):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
 
+def block_ends(net):
+    """The layers of a cifar_style_net whose outputs end its stem, each of its blocks, and the network (the logits).
+
+    A residual network's blocks are its ResidualUnits; its plain twin has the same layers laid out flat, so there
+    every second ReLU after the stem's ends a block.
+    """
+    relus = [layer for layer in net if isinstance(layer, nn.ReLU)]
+    units = [layer for layer in net if isinstance(layer, ResidualUnit)]
+    return relus[:1] + (units or relus[2::2]) + [layer for layer in net if isinstance(layer, nn.Linear)]
+
+
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -2,6 +2,7 @@
 import io
 
 from matplotlib.figure import Figure as _Figure
+from matplotlib.ticker import MaxNLocator
 
 
 class Figure(_Figure):
@@ -16,29 +17,62 @@ class Figure(_Figure):
         return buffer.getvalue()
 
 
-def plot_loss_curves(histories, title="Training loss"):
-    """Several runs' loss histories ({label: losses}) on one log-scale axis."""
+def plot_loss_curves(histories, title="Training loss", styles=None):
+    """Several runs' loss histories ({label: losses}) on one log-scale axis.
+
+    `styles` ({label: keyword arguments of Axes.plot}) sets a run's colour or line style, e.g. from twin_styles.
+    """
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
     for label, losses in histories.items():
-        axes.plot(range(1, len(losses) + 1), losses, label=label)
+        axes.plot(range(1, len(losses) + 1), losses, label=label, **(styles or {}).get(label, {}))
     axes.set(yscale="log", xlabel="step", ylabel="loss (log scale)", title=title)
     axes.legend()
     axes.grid(True, which="both", alpha=0.3)
     return figure
 
 
+def twin_styles(runs):
+    """Line styles that pair plain and residual twins: one colour per depth, plain dashed, residual solid.
+
+    `runs` holds (label, depth, residual) triples; the result is the `styles` of plot_loss_curves.
+    """
+    depths = sorted({depth for _, depth, _ in runs})
+    return {label: {"color": f"C{depths.index(depth)}", "linestyle": "-" if residual else "--"}
+            for label, depth, residual in runs}
+
+
 def plot_gradient_norms(norms, title="Gradient norm per layer"):
     """Per-layer gradient norms ({label: {layer: norm}} or {label: [norms]}), input side on the left, log scale."""
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
-    for label, values in norms.items():
+    _draw_per_layer(axes, norms, "layer (1 = next to the input)", "gradient norm (log scale)")
+    axes.set_title(title)
+    return figure
+
+
+def plot_signal_and_gradients(spreads, norms, title="Forward and backward, at initialisation"):
+    """Side by side: how much each block's output varies across images (activation_spread) and the gradient norm
+    of every layer (gradient_norms), for several networks ({label: values} each)."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    forward, backward = figure.subplots(1, 2)
+    _draw_per_layer(forward, spreads, "block (0 = stem, last = logits)", "spread across images (log scale)", first=0)
+    forward.set_title("Forward: how much the output depends on the image")
+    _draw_per_layer(backward, norms, "layer (1 = next to the input)", "gradient norm (log scale)")
+    backward.set_title("Backward: the gradient each layer gets")
+    figure.suptitle(title)
+    return figure
+
+
+def _draw_per_layer(axes, series, xlabel, ylabel, first=1):
+    """One line per network of per-layer values ({label: {name: value}} or {label: [values]}), log scale."""
+    for label, values in series.items():
         values = list(values.values()) if hasattr(values, "values") else list(values)
-        axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
-    axes.set(yscale="log", xlabel="layer (1 = next to the input)", ylabel="gradient norm (log scale)", title=title)
+        axes.plot(range(first, first + len(values)), values, marker="o", markersize=3, label=label)
+    axes.set(yscale="log", xlabel=xlabel, ylabel=ylabel)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted: no tick at layer 2.5
     axes.legend()
     axes.grid(True, which="both", alpha=0.3)
-    return figure
 
 
 def plot_digits(images, labels, count=8):

@@ -54,7 +54,7 @@ class Question:
     def check(self, letter):
         """Feedback on one answer: the hint after a wrong one, the explanation after the right one."""
         letter = str(letter).strip().upper()
-        if letter not in self.letters:
+        if len(letter) != 1 or letter not in self.letters:  # "" and "AB" are substrings of "ABCD" too
             return Feedback(False, f"Answer with one of the letters {', '.join(self.letters)}; got {letter!r}.")
         if answer_digest(self.key, letter) == self.digest:
             return Feedback(True, f"Correct! {self.explanation}")
@@ -80,6 +80,10 @@ class Quiz:
     def answer(self, letter):
         self.attempts += 1
         return self.question.check(letter)
+
+    def __repr__(self):
+        # What plain Python (a terminal, print()) shows; Jupyter uses _repr_mimebundle_ below.
+        return self.question.as_text()
 
     def _build_view(self):
         question = self.question

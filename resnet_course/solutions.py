@@ -38,6 +38,17 @@ def pad_shortcut(x, out_channels, stride):
     "ranking": '''
 ranking = sorted(histories, key=lambda label: final_loss(histories[label]))
 ''',
+    "loss_plot": '''
+figure, axes = plt.subplots(figsize=(7, 4))
+for label, losses in histories.items():
+    axes.plot(range(1, len(losses) + 1), losses, label=label)   # x: the step, y: that step's loss
+axes.set_yscale("log")
+axes.set_xlabel("step")
+axes.set_ylabel("training loss (log scale)")
+axes.legend()
+
+# plt.semilogy(losses, label=label) draws on a log-scaled axis in one call, on pyplot's current figure.
+''',
     "projection_params": '''
 projection_params = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)   # 1x1 conv weights + BatchNorm weight and bias
 # = 576 + 2176 = 2752, and 269,722 + 2,752 = 272,474

@@ -1,7 +1,10 @@
-"""A small training loop that records the loss of every step, and per-layer gradient norms."""
+"""A small training loop that records the loss of every step, and what a network does at initialisation: per-layer
+gradient norms, how much each block's output depends on the image, and where a residual block's ReLU is open."""
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .models import ResidualUnit, block_ends
 
 # The two recipes the lessons compare. SGD is He et al. (2016)'s, section 4.2: momentum 0.9, weight decay 1e-4
 # (with learning rate 0.1); Adam is the course's default, which needs no schedule to train in 100 steps.
@@ -66,3 +69,38 @@ def make_optimizer(name, parameters, lr):
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(sorted(OPTIMIZERS))}, got {name!r}")
     return OPTIMIZERS[name](parameters, lr)
+
+
+@torch.no_grad()
+def activation_spread(model, images):
+    """How much the output of the stem, of each block and of the network (the logits) varies across `images`.
+
+    For every feature (channel and position) the standard deviation over the images, then the root mean square
+    over the features: 0 means that every image gets the same output there, whatever the image shows.
+    """
+    names = ["stem"] + [f"block {i}" for i in range(1, len(block_ends(model)) - 1)] + ["logits"]
+    outputs = _outputs_of(model, block_ends(model), images)
+    return {name: out.flatten(1).std(dim=0).square().mean().sqrt().item() for name, out in zip(names, outputs)}
+
+
+@torch.no_grad()
+def relu_open_fraction(model, images):
+    """For each residual block, relu(F(x) + shortcut(x)), the fraction of its outputs above zero.
+
+    Only there does the final ReLU pass a gradient back, to the branch and to the shortcut alike.
+    """
+    outputs = _outputs_of(model, [m for m in model.modules() if isinstance(m, ResidualUnit)], images)
+    return [(out > 0).float().mean().item() for out in outputs]
+
+
+def _outputs_of(model, layers, images):
+    """The outputs of `layers` in one forward pass over `images` (in training mode, as in gradient_norms)."""
+    outputs = []
+    handles = [layer.register_forward_hook(lambda _, inputs, output: outputs.append(output)) for layer in layers]
+    try:
+        model.train()
+        model(images.to(next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs

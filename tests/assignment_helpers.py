@@ -37,7 +37,13 @@ RELEASE_NB = RELEASE_DIR / f"{NOTEBOOK}.ipynb"
 BIN = Path(sys.executable).parent
 
 # The graded contract: each name is defined in the answer cell whose grade_id is that name.
-GRADED = ("conv_output_size", "make_shortcut", "ResidualBlock", "PlainBlock", "build_network")
+GRADED = ("conv_output_size", "make_shortcut", "ResidualBlock", "PlainBlock", "build_network", "train",
+          "plot_loss_curves")
+# Graded parts that the lessons do with the helper package's own train and plot_loss_curves, openly: the lessons and
+# the package may use these names, and the hidden tests refuse an answer that runs the package's code instead.
+LESSON_TOOLS = ("train", "plot_loss_curves")
+# The names that no lesson and no module of the helper package may define: those solutions are the learner's alone.
+SECRET = tuple(name for name in GRADED if name not in LESSON_TOOLS)
 # The later parts use the earlier ones. Their visible tests run on the learner's own earlier answers; their hidden
 # tests on the reference answers (the grader binds them for the while), so each part is graded on its own.
 DOWNSTREAM = {
@@ -46,6 +52,8 @@ DOWNSTREAM = {
     "ResidualBlock": ("build_network",),
     "PlainBlock": ("build_network",),
     "build_network": (),
+    "train": (),
+    "plot_loss_curves": (),
 }
 ALLOWED_IMPORTS = {"torch", "numpy", "matplotlib"}
 SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")

@@ -1,9 +1,9 @@
 """The graded assignment: its master copy, the released student copy, and grading them with nbgrader.
 
-* the source notebook has the five graded answer cells with the contract's signatures, and its points;
+* the source notebook has the graded answer cells with the contract's signatures, and its points;
 * release/ is exactly what `make release` generates, and holds no solution and no hidden test;
-* the student copy imports only torch, numpy and matplotlib, and runs in a kernel that cannot import anything else
-  of this course;
+* the student copy imports only torch, numpy, matplotlib and the standard library, and runs in a kernel that
+  cannot import anything else of this course;
 * through `nbgrader autograde` in a temporary course, the reference solution gets every autograded point within
   15 s of CPU, and the untouched release gets none;
 * no graded solution hides in the lessons (notebooks/) or the helper package (resnet_course/): by name, and by
@@ -23,13 +23,17 @@ import pytest
 
 import assignment_helpers as ah
 
-POINTS = {"conv_output_size": 2, "make_shortcut": 3, "ResidualBlock": 6, "PlainBlock": 3, "build_network": 4}
+POINTS = {"conv_output_size": 2, "make_shortcut": 3, "ResidualBlock": 6, "PlainBlock": 3, "build_network": 4,
+          "train": 4, "plot_loss_curves": 3}
+AUTOGRADED = sum(POINTS.values())
 SIGNATURES = {
     "conv_output_size": "(size, kernel_size, stride=1, padding=0)",
     "make_shortcut": "(in_channels, out_channels, stride=1)",
     "ResidualBlock": "(self, in_channels, out_channels, stride=1)",
     "PlainBlock": "(self, in_channels, out_channels, stride=1)",
     "build_network": "(blocks_per_stage, residual=True, in_channels=1, num_classes=10, widths=(16, 32, 64))",
+    "train": "(model, images, labels, steps, lr=0.002, batch_size=128, seed=0)",
+    "plot_loss_curves": "(histories)",
 }
 WRITTEN_ANSWER = "The deeper plain network fits its training data worse, so this is optimization, not overfitting."
 
@@ -156,24 +160,33 @@ def test_release_holds_no_solution_and_no_hidden_test():
                     f"{name}.{function.name} in the release should be a stub, found {body}")
 
 
-def test_release_imports_only_torch_numpy_matplotlib():
+def test_release_imports_only_torch_numpy_matplotlib_and_the_standard_library():
     for cell in code_cells(ah.read_notebook(ah.RELEASE_NB)):
         modules = ah.imported_modules(ast.parse(ah.python_of_cell(cell.source)))
-        assert modules <= ah.ALLOWED_IMPORTS, f"the student copy imports {modules - ah.ALLOWED_IMPORTS}"
+        extra = {m for m in modules if m not in ah.ALLOWED_IMPORTS and m not in sys.stdlib_module_names}
+        assert not extra, f"the student copy imports {extra}"
 
 
 BLOCKER = '''
 """Loaded by the kernel at start-up: this course's own packages and its other dependencies cannot be imported."""
+import importlib.abc
+import importlib.machinery
 import sys
 
 BLOCKED = {"resnet_course", "autograde", "benchmarks", "nbgrader", "sklearn", "tqdm", "ipywidgets", "pandas", "scipy"}
 
 
-class _Blocked:
+class _Blocked(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    # A spec without an origin, whose module cannot be created: importing fails, while importlib.util.find_spec()
+    # answers as for a module it cannot place (torch asks it about optional packages when Adam first steps).
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked: the student copy must not need it)")
-        return None
+        return importlib.machinery.ModuleSpec(name, self) if name.split(".")[0] in BLOCKED else None
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked: the student copy must not need it)")
+
+    def exec_module(self, module):
+        pass
 
 
 sys.meta_path.insert(0, _Blocked())
@@ -243,7 +256,7 @@ def graded_course():
 def test_reference_solution_gets_full_autograded_marks(graded_course):
     course, scores, cpu = graded_course
     score, maximum = ah.autograded_score(scores["reference"])
-    assert maximum == sum(POINTS.values()) == 18
+    assert maximum == AUTOGRADED == 25
     assert score == maximum, f"lost points in {ah.lost_points(scores['reference'])}"
     nb = ah.autograded_notebook(course, "reference")
     outputs = {ah.nbgrader_meta(c).get("grade_id"): "".join(o.get("text", "") for o in c.outputs)
@@ -264,7 +277,7 @@ def test_reference_solution_grades_within_15_cpu_seconds(graded_course):
 def test_untouched_release_gets_zero(graded_course):
     _, scores, _ = graded_course
     score, maximum = ah.autograded_score(scores["untouched"])
-    assert maximum == 18 and score == 0, scores["untouched"]
+    assert maximum == AUTOGRADED and score == 0, scores["untouched"]
     assert sum(g[0] for g in scores["untouched"].values()) == 0
 
 
@@ -287,7 +300,7 @@ def python_sources():
 def test_no_graded_name_is_defined_in_the_lessons_or_the_helper_package():
     for where, tree in python_sources():
         for parsed in [tree, *ah.code_strings(tree)]:  # code kept in strings too, e.g. worked solutions
-            names = {name for name, _ in ah.defined_names(parsed)} & set(ah.GRADED)
+            names = {name for name, _ in ah.defined_names(parsed)} & set(ah.SECRET)
             assert not names, f"{where} defines {sorted(names)}: a graded solution must not ship with the course"
 
 
@@ -297,6 +310,8 @@ CONTRACT_CALLS = {
     "ResidualBlock": dict(in_channels=4, out_channels=4, stride=1),
     "PlainBlock": dict(in_channels=4, out_channels=4, stride=1),
     "build_network": dict(blocks_per_stage=1, residual=True, in_channels=1, num_classes=10, widths=(4, 8, 16)),
+    "train": dict(model=None, images=None, labels=None, steps=1, lr=0.1, batch_size=4, seed=0),
+    "plot_loss_curves": dict(histories={}),
 }
 
 

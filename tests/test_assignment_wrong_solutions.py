@@ -21,6 +21,7 @@ from wrong_solutions import ALL, CORRECT, WRONG
 
 COLLECTION_BUDGET_SECONDS = 600  # the whole collection, wall clock, on the 2-core reference machine
 ALL_TEST_CELLS = set(ah.graded_test_cells(ah.read_notebook(ah.SOURCE_NB)))
+AUTOGRADED_POINTS = sum(points for _, points, _ in ah.graded_test_cells(ah.read_notebook(ah.SOURCE_NB)).values())
 
 
 def parts_of(case):
@@ -142,7 +143,7 @@ def test_correct_variant_gets_full_marks_through_nbgrader(pipeline, case):
     result, members = pipeline
     grades = result.scores[submission_of(members, case)]
     score, maximum = ah.autograded_score(grades)
-    assert maximum == 18
+    assert maximum == AUTOGRADED_POINTS == 25
     assert score == maximum, f"{case.name} ({case.why}) loses points in {sorted(ah.lost_points(grades))}"
 
 

@@ -48,7 +48,8 @@ def colab_kernel(tmp_path_factory):
     spec.joinpath("kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Colab-like", "language": "python",
-        "env": {"PYTHONNOUSERSITE": "1", "PYTHONPATH": "", "RESNET_COURSE_THREADS": "2"}}))
+        "env": {"PYTHONNOUSERSITE": "1", "PYTHONPATH": "",
+                "RESNET_COURSE_THREADS": os.environ.get("RESNET_COURSE_THREADS", "1")}}))  # see conftest.py
     previous = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = str(home / "jupyter")
     yield python

@@ -5,14 +5,18 @@ import json
 import time
 from pathlib import Path
 
+import matplotlib
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402 - after choosing the backend
+
 from resnet_course import availability, exercises
-from resnet_course.exercises import (check_identity_conv, check_pad_shortcut, check_prediction, check_preact_block,
-                                     check_projection_params, check_ranking, check_residual_chain,
+from resnet_course.exercises import (check_identity_conv, check_loss_plot, check_pad_shortcut, check_prediction,
+                                     check_preact_block, check_projection_params, check_ranking, check_residual_chain,
                                      check_response_ratio, check_same_padding, show_solution)
 from resnet_course.metrics import accuracy, final_loss
 from resnet_course.solutions import SOLUTIONS
@@ -23,7 +27,7 @@ HISTORIES = {"plain-8": [2.3, 0.5, 0.12], "plain-32": [2.3, 1.5, 1.0], "res-8": 
 
 def solved(name):
     """The objects that the worked solution of exercise `name` defines."""
-    namespace = {"torch": torch, "nn": nn, "F": F, "final_loss": final_loss, "histories": HISTORIES}
+    namespace = {"torch": torch, "nn": nn, "F": F, "plt": plt, "final_loss": final_loss, "histories": HISTORIES}
     exec(SOLUTIONS[name], namespace)
     return namespace
 
@@ -70,6 +74,7 @@ CHECKS = {
     "same_padding": lambda ns: check_same_padding(ns["padding_5x5"]),
     "pad_shortcut": lambda ns: check_pad_shortcut(ns["pad_shortcut"]),
     "ranking": lambda ns: check_ranking(ns["ranking"], HISTORIES),
+    "loss_plot": lambda ns: check_loss_plot(ns["figure"], HISTORIES),
     "projection_params": lambda ns: check_projection_params(ns["projection_params"]),
     "prediction": lambda ns: check_prediction(ns["prediction"], lambda: HISTORIES),
     "preact_block": lambda ns: check_preact_block(ns["PreActBlock"]),
@@ -99,6 +104,7 @@ def test_the_worked_solution_passes(name):
     (lambda r: check_ranking(r, HISTORIES), None),
     (lambda p: check_prediction(p, lambda: pytest.fail("nothing may train before the prediction")), None),
     (check_preact_block, block_with(lambda self, x: todo())), (check_response_ratio, todo),
+    (lambda figure: check_loss_plot(figure, HISTORIES), None),
 ])
 def test_the_placeholder_is_not_done_yet(check, placeholder):
     result = check(placeholder)
@@ -186,6 +192,38 @@ WRONG = [
 ]
 
 
+
+def loss_plot(log=True, xlabel="step", legend=True, labels=None, data=None, skip=(), split=False):
+    """A figure of HISTORIES drawn with one of the usual slips."""
+    figure = plt.figure()
+    axes = figure.add_subplot(2 if split else 1, 1, 1)
+    for index, (label, losses) in enumerate(HISTORIES.items()):
+        if label in skip:
+            continue
+        target = figure.add_subplot(2, 1, 2) if split and index == 1 else axes
+        target.plot(data(label) if data else losses, **({} if labels is False else {"label": label}))
+    axes.set(xlabel=xlabel, ylabel="loss", yscale="log" if log else "linear")
+    if legend:
+        axes.legend()
+    return figure
+
+
+LOSS_PLOT_WRONG = [
+    (loss_plot(log=False), "axes.set_yscale('log')"),
+    (loss_plot(legend=False), "add a legend"),
+    (loss_plot(xlabel=""), "label both axes"),
+    (loss_plot(labels=False, legend=False), "have no label"),
+    (loss_plot(skip=("res-8",)), "no line is labelled res-8"),
+    (loss_plot(data=lambda label: HISTORIES["plain-8"]), "does not show plain-32's losses"),
+    (loss_plot(split=True), "spread over 2 axes"),
+    (plt.figure(), "no lines yet"),
+    (loss_plot().axes[0], "that is an Axes"),
+    ({"plain-8": [1.0]}, "should be a matplotlib Figure"),
+]
+WRONG += [(lambda figure: check_loss_plot(figure, HISTORIES), figure, says) for figure, says in LOSS_PLOT_WRONG]
+plt.close("all")
+
+
 @pytest.mark.parametrize("check, answer, says", WRONG, ids=lambda v: v if isinstance(v, str) else None)
 def test_a_wrong_answer_is_rejected_with_a_pointer(check, answer, says):
     result = check(answer)
@@ -204,6 +242,13 @@ def test_a_right_answer_written_differently_passes():
     assert check_projection_params(16 * 32 + 2 * 32 + 32 * 64 + 2 * 64).passed
     assert check_projection_params(2752.0).passed
     assert check_ranking(("res-32", "res-8", "plain-8", "plain-32"), HISTORIES).passed
+    for label, losses in HISTORIES.items():   # pyplot's own calls, legend on the figure, steps from 0
+        plt.semilogy(losses, label=label)
+    plt.xlabel("step")
+    plt.ylabel("loss")
+    plt.gcf().legend()
+    assert check_loss_plot(plt.gcf(), HISTORIES).passed
+    plt.close("all")
     assert check_response_ratio(lambda block, x: block.branch(x).norm() / x.norm()).passed   # a tensor is fine
     swapped = block_with(lambda s, x: x + s.conv1(relu(s.norm2(s.conv2(relu(s.norm1(x)))))))
     assert check_preact_block(swapped).passed   # the layers' names do not matter, only what runs in what order

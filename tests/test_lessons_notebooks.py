@@ -2,11 +2,12 @@
 graded-assignment code anywhere in the lessons or the helper package. (nbval executes them separately.)"""
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from assignment_helpers import GRADED, python_of_cell
+from assignment_helpers import SECRET, python_of_cell
 from resnet_course.quizzes import load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ LESSONS = [
     "08_inside_a_trained_resnet.ipynb",
     "09_from_block_to_network.ipynb",
 ]
-GRADED_NAMES = set(GRADED)
+GRADED_NAMES = set(SECRET)  # the lessons do use the package's train and plot_loss_curves
 SETUP_CELL = '''try:
     import resnet_course
 except ImportError:
@@ -128,9 +129,36 @@ def test_has_a_checked_exercise_with_a_runnable_placeholder_and_a_solution(name)
 
 
 @pytest.mark.parametrize("name", LESSONS)
-def test_ends_with_quizzes(name):
-    cells = code_cells(load(name))
-    assert quiz_keys(cells[-1]), f"{name}: the last code cell should be a quiz"
+def test_asks_quizzes_and_never_answers_one_right_below_it(name):
+    cells = load(name)["cells"]
+    asked = [index for index, cell in enumerate(cells) if cell["cell_type"] == "code" and quiz_keys(source(cell))]
+    assert asked, f"{name} asks no quiz"
+    for index in asked[:-1] if asked[-1] == len(cells) - 1 else asked:
+        below = cells[index + 1]
+        assert below["cell_type"] == "markdown" or quiz_keys(source(below)), (
+            f"{name}: the code right below quiz {quiz_keys(source(cells[index]))} would show its answer when run")
+
+
+# Cells that show a quiz's answer (code that prints it, text that states it): the quiz must come first, and not
+# right above them.
+SPOILERS = [
+    ("03_the_residual_block.ipynb", "same_padding_shape", r'print\("out:"'),
+    ("03_the_residual_block.ipynb", "zero_init_identity", r"nn\.init\.zeros_\(bn2\.weight\)|exactly\* the identity"),
+    ("03_the_residual_block.ipynb", "zero_weight_conv", r"conv\.bias\.fill_\(1\.0\)|Exactly 2\.0"),
+    ("05_plain_vs_residual.ipynb", "training_loss_curves", r"\btrain\(|plot_loss_curves\("),
+    ("09_from_block_to_network.ipynb", "resnet_depth_formula", r"6 \* n \+ 2"),
+    ("09_from_block_to_network.ipynb", "option_a_parameters", r"count_parameters\(plain20\)|The same number"),
+]
+
+
+@pytest.mark.parametrize("name, key, pattern", SPOILERS, ids=[key for _, key, _ in SPOILERS])
+def test_quiz_is_asked_before_the_lesson_shows_its_answer(name, key, pattern):
+    cells = load(name)["cells"]
+    asked = next(index for index, cell in enumerate(cells)
+                 if cell["cell_type"] == "code" and key in quiz_keys(source(cell)))
+    showing = [index for index, cell in enumerate(cells) if re.search(pattern, source(cell))]
+    assert showing, f"{name}: nothing matches {pattern!r}; update this test"
+    assert min(showing) > asked + 1, f"{name}: cell {min(showing)} shows the answer of quiz {key!r} (cell {asked})"
 
 
 def test_quiz_keys_used_in_lessons_exist_and_every_question_is_used():

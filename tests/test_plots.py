@@ -3,7 +3,12 @@ import torch
 from matplotlib.figure import Figure
 
 from resnet_course.plots import (plot_digits, plot_fit_and_held_out, plot_gradient_norms, plot_loss_curves,
-                                 plot_per_block, plot_recipe_sweep)
+                                 plot_per_block, plot_recipe_sweep, plot_signal_and_gradients, twin_styles)
+
+
+def integer_ticks(axis):
+    ticks = axis.get_major_locator().tick_values(*axis.get_view_interval())
+    return all(float(t).is_integer() for t in ticks)
 
 
 def test_loss_curves_share_one_log_axis():
@@ -26,6 +31,30 @@ def test_gradient_norms_accept_dicts_and_lists():
     plain, residual = axes.get_lines()
     assert plain.get_label() == "plain" and list(plain.get_ydata()) == [1e-8, 1e-3]
     assert list(residual.get_xdata()) == [1, 2]
+    assert integer_ticks(axes.xaxis), "layer numbers are whole numbers"
+
+
+def test_twins_share_a_colour_and_plain_is_dashed():
+    runs = [("plain-8", 8, False), ("plain-32", 32, False), ("res-8", 8, True), ("res-32", 32, True)]
+    styles = twin_styles(runs)
+    figure = plot_loss_curves({label: [2.0, 1.0] for label, _, _ in runs}, styles=styles)
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert lines["plain-8"].get_color() == lines["res-8"].get_color() != lines["plain-32"].get_color()
+    assert lines["plain-32"].get_color() == lines["res-32"].get_color()
+    assert {lines[k].get_linestyle() for k in ("plain-8", "plain-32")} == {"--"}
+    assert {lines[k].get_linestyle() for k in ("res-8", "res-32")} == {"-"}
+
+
+def test_signal_and_gradients_side_by_side():
+    spreads = {"plain": {"stem": 0.3, "block 1": 1e-3, "logits": 1e-9}, "residual": [0.3, 0.2, 0.05]}
+    norms = {"plain": [1e-9, 1e-5, 1e-2, 0.5], "residual": [0.1, 0.2, 0.2, 0.5]}
+    forward, backward = plot_signal_and_gradients(spreads, norms).axes
+    assert list(forward.get_lines()[0].get_xdata()) == [0, 1, 2], "block 0 is the stem"
+    assert list(forward.get_lines()[0].get_ydata()) == [0.3, 1e-3, 1e-9]
+    assert list(backward.get_lines()[1].get_ydata()) == norms["residual"]
+    for axes in (forward, backward):
+        assert axes.get_yscale() == "log" and integer_ticks(axes.xaxis)
+        assert [t.get_text() for t in axes.get_legend().get_texts()] == ["plain", "residual"]
 
 
 def test_figure_renders_to_png(tmp_path):

@@ -30,9 +30,10 @@ def test_wrong_answer_gives_the_hint_not_the_answer(question_file, letter):
     assert "Count on your fingers." in feedback.message and "two" not in feedback.message
 
 
-def test_answers_outside_the_options_are_explained(question_file):
-    feedback = load_questions(question_file)["sum"].check("E")
-    assert not feedback.correct and "A, B, C" in feedback.message
+@pytest.mark.parametrize("letter", ["E", "", "  ", "AB", "abc", "B C"])
+def test_answers_outside_the_options_are_explained(question_file, letter):
+    feedback = load_questions(question_file)["sum"].check(letter)
+    assert not feedback.correct and "A, B, C" in feedback.message and "Hint" not in feedback.message
 
 
 def test_answer_is_not_readable_in_the_data(question_file):
@@ -47,6 +48,13 @@ def test_quiz_counts_attempts_and_renders_with_a_text_fallback(question_file):
     assert "What is 1 + 1?" in bundle["text/plain"] and "B. 2" in bundle["text/plain"]
     assert 'quiz("sum").answer(' in bundle["text/plain"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_plain_python_shows_the_question_as_text(question_file):
+    quiz = Quiz(load_questions(question_file)["sum"])
+    for shown in (repr(quiz), str(quiz)):
+        assert shown.startswith("What is 1 + 1?") and "B. 2" in shown and "print(1 + 1)" in shown
+        assert "object at 0x" not in shown
 
 
 def test_without_widgets_the_quiz_is_plain_text(question_file, monkeypatch):

@@ -15,8 +15,8 @@ def test_setup_is_exactly_the_two_commands():
 
 
 def test_every_make_target_the_readme_names_exists():
-    targets = set(re.findall(r"^([a-z]+):", MAKEFILE, re.M))
-    named = set(re.findall(r"`make ([a-z]+)", README)) | set(re.findall(r"^make ([a-z]+)", README, re.M))
+    targets = set(re.findall(r"^([a-z-]+):", MAKEFILE, re.M))
+    named = set(re.findall(r"`make ([a-z-]+)", README)) | set(re.findall(r"^make ([a-z-]+)", README, re.M))
     assert named and named <= targets, f"README names {sorted(named - targets)}, which the Makefile lacks"
 
 

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from resnet_course.data import load_digits
-from resnet_course.models import cifar_style_net
-from resnet_course.training import gradient_norms, make_optimizer, train
+from resnet_course.models import ResidualUnit, block_ends, cifar_style_net
+from resnet_course.training import activation_spread, gradient_norms, make_optimizer, relu_open_fraction, train
 
 
 def easy_problem():
@@ -91,3 +91,57 @@ def test_after_step_sees_every_step_and_the_model():
     model, seen = linear_model(), []
     train(model, images, labels, steps=7, progress=False, after_step=lambda step, m: seen.append((step, m)))
     assert [step for step, _ in seen] == list(range(1, 8)) and all(m is model for _, m in seen)
+
+
+NO_BATCH_NORM = dict(batch_norm=False, init="default", conv_bias=True)
+
+
+def test_block_ends_are_the_stem_every_block_and_the_logits():
+    for residual in (False, True):
+        net = cifar_style_net(14, residual)
+        ends = block_ends(net)
+        assert len(ends) == 1 + 6 + 1  # the stem, 2 blocks in each of 3 stages, the linear layer
+        assert ends[0] is net[2] and isinstance(ends[-1], nn.Linear)
+        x = torch.randn(2, 1, 8, 8)
+        outputs = []
+        for layer in ends:
+            layer.register_forward_hook(lambda _, inputs, output: outputs.append(output))
+        net.eval()(x)
+        # A plain net's block ends where its residual twin's does: same shapes, block by block.
+        assert [tuple(o.shape) for o in outputs[1:-1]] == [(2, 8, 8, 8)] * 2 + [(2, 16, 4, 4)] * 2 + [(2, 32, 2, 2)] * 2
+
+
+def test_activation_spread_measures_how_much_outputs_differ_across_images():
+    images, _ = load_digits()
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3))
+    with torch.no_grad():
+        net[3].weight.zero_()
+        net[3].bias.copy_(torch.tensor([1.0, -2.0, 5.0]))    # the same logits for every image
+    spread = activation_spread(net, images[:64])
+    assert list(spread) == ["stem", "logits"] and spread["stem"] > 0.1 and spread["logits"] == 0.0
+
+
+def test_a_deep_plain_net_without_batch_norm_forgets_the_image():
+    """Lesson 2's claim: its logits are the same for every image, its residual twin's are not."""
+    images, _ = load_digits()
+    spreads = {}
+    for residual in (False, True):
+        torch.manual_seed(0)
+        spreads[residual] = activation_spread(cifar_style_net(20, residual, **NO_BATCH_NORM), images[:256])
+    assert len(spreads[False]) == 11 and list(spreads[False])[1] == "block 1"
+    assert spreads[False]["logits"] < 1e-6 < 1e-2 < spreads[True]["logits"]
+    assert spreads[False]["stem"] == spreads[True]["stem"]  # the same stem, from the same seed
+
+
+def test_relu_open_fraction_is_where_the_block_passes_a_gradient():
+    unit = ResidualUnit(2, 2, stride=1)
+    nn.init.zeros_(unit.norm2.weight)   # branch off: the unit computes relu(0 + x)
+    x = torch.tensor([1.0, -1.0, 2.0, -3.0]).repeat(8, 2, 2, 1)   # half of the entries are positive
+    assert relu_open_fraction(nn.Sequential(unit), x) == [0.5]
+    x.requires_grad_(True)
+    unit(x).sum().backward()
+    assert (x.grad != 0).float().mean().item() == 0.5   # and the gradient passes exactly there
+    images, _ = load_digits()
+    torch.manual_seed(0)
+    fractions = relu_open_fraction(cifar_style_net(14, residual=True), images[:128])
+    assert len(fractions) == 6 and all(0.3 < f < 1 for f in fractions)

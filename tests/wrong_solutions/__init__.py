@@ -27,9 +27,11 @@ def case(name, why, loses=(), **answers):
 
 
 def _collect():
-    from . import build_network, conv_output_size, correct, make_shortcut, plain_block, residual_block
+    from . import (build_network, conv_output_size, correct, make_shortcut, plain_block, plot_loss_curves,
+                   residual_block, train)
     cases = []
-    for module in (conv_output_size, make_shortcut, residual_block, plain_block, build_network, correct):
+    for module in (conv_output_size, make_shortcut, residual_block, plain_block, build_network, train,
+                   plot_loss_curves, correct):
         cases.extend(module.CASES)
     names = [c.name for c in cases]
     duplicates = {n for n in names if names.count(n) > 1}

@@ -19,19 +19,19 @@ def init(code):
 
 
 CASES = [
-    case("rb_no_shortcut", "never adds the shortcut", loses={ADDS, FORMULA}, ResidualBlock=forward("""
+    case("rb_no_shortcut", "never adds the shortcut", loses={VISIBLE, ADDS, FORMULA}, ResidualBlock=forward("""
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)))
         """)),
     case("rb_identity_shortcut_always", "the identity as shortcut even when the shape changes",
          loses={VISIBLE, LAYERS, ADDS, FORMULA}, ResidualBlock=init(RESIDUAL_INIT.replace(
              "make_shortcut(in_channels, out_channels, stride)", "nn.Identity()"))),
-    case("rb_projection_always", "its own projection even when the shapes match (passes the visible tests)",
-         loses={LAYERS}, ResidualBlock=init(RESIDUAL_INIT.replace(
+    case("rb_projection_always", "its own projection even when the shapes match",
+         loses={VISIBLE, LAYERS}, ResidualBlock=init(RESIDUAL_INIT.replace(
              "make_shortcut(in_channels, out_channels, stride)",
              "nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), "
              "nn.BatchNorm2d(out_channels))"))),
-    case("rb_multiplies", "multiplies the branch by the shortcut (passes the visible tests)", loses={ADDS, FORMULA},
+    case("rb_multiplies", "multiplies the branch by the shortcut", loses={VISIBLE, ADDS, FORMULA},
          ResidualBlock=forward(RESIDUAL_FORWARD.replace("out + self.shortcut(x)", "out * self.shortcut(x)"))),
     case("rb_no_final_relu", "no ReLU after the addition", loses={VISIBLE, ADDS, FORMULA},
          ResidualBlock=forward(RESIDUAL_FORWARD.replace("return F.relu(out + self.shortcut(x))",
@@ -97,6 +97,14 @@ CASES = [
         total = torch.zeros(out.shape, device="cpu")
         total = total + out + self.shortcut(x)
         return F.relu(total)
+        """)),
+    case("rb_checks_then_fixed_device", "checks its input for NaN (fine on any device), then builds the sum in a "
+         "CPU tensor (passes on a CPU)", loses={DEVICES}, ResidualBlock=forward("""
+        if torch.isnan(x).any():
+            raise ValueError("NaN in the input")
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(torch.zeros(out.shape, device="cpu") + out + self.shortcut(x))
         """)),
     case("rb_missing_second_bn", "no BatchNorm after the second convolution (passes the visible tests)",
          loses={LAYERS, FORMULA}, ResidualBlock=residual_block(

@@ -88,3 +88,50 @@ def build_network(stem="nn.Conv2d(in_channels, widths[0], kernel_size=3, padding
             f"            channels = width\n"
             f"    layers += [{head}]\n"
             f"    return nn.Sequential(*layers)\n")
+
+
+TRAIN_SETUP = """
+device = next(model.parameters()).device
+model.train()
+optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+generator = torch.Generator().manual_seed(seed)
+order, cursor = torch.randperm(len(images), generator=generator), 0
+losses = []
+"""
+
+TRAIN_STEP = """
+if cursor + batch_size > len(order):
+    order, cursor = torch.randperm(len(images), generator=generator), 0
+batch = order[cursor:cursor + batch_size]
+cursor += batch_size
+loss = F.cross_entropy(model(images[batch].to(device)), labels[batch].to(device))
+optimizer.zero_grad()
+loss.backward()
+optimizer.step()
+losses.append(loss.item())
+"""
+
+
+def train(setup=TRAIN_SETUP, step=TRAIN_STEP, before=""):
+    return (textwrap.dedent(before).strip("\n") + "\n\n\n" if before else "") + (
+        "def train(model, images, labels, steps, lr=2e-3, batch_size=128, seed=0):\n"
+        f"{textwrap.indent(textwrap.dedent(setup).strip(chr(10)), ' ' * 4)}\n"
+        "    for _ in range(steps):\n"
+        f"{textwrap.indent(textwrap.dedent(step).strip(chr(10)), ' ' * 8)}\n"
+        "    return losses\n")
+
+
+PLOT_BODY = """
+figure, axes = plt.subplots()
+for label, losses in histories.items():
+    axes.plot(range(1, len(losses) + 1), losses, label=label)
+axes.set_yscale("log")
+axes.set_xlabel("step")
+axes.set_ylabel("training loss")
+axes.legend()
+return figure
+"""
+
+
+def plot_loss_curves(body=PLOT_BODY):
+    return f"def plot_loss_curves(histories):\n{textwrap.indent(textwrap.dedent(body).strip(chr(10)), ' ' * 4)}\n"

@@ -1,0 +1,7 @@
+"""Settings for the whole test run: tests/ and the lessons that nbval runs from notebooks/."""
+import os
+
+# The lessons' kernels inherit this: one torch thread each. The lessons' small convolutions gain nothing from a
+# second thread, and on a busy machine (CI, other jobs) two threads per kernel oversubscribe the cores, which
+# slowed a training cell more than tenfold here, past nbval's cell timeout. Set it yourself to test another count.
+os.environ.setdefault("RESNET_COURSE_THREADS", "1")
