@@ -247,14 +247,15 @@ def graded_course():
     course = ah.new_course(workdir / "course")
     ah.write_submission(course, "reference", ah.submission(ah.reference_answers(), written_answer=WRITTEN_ANSWER))
     ah.write_submission(course, "untouched", ah.read_notebook(ah.RELEASE_NB))
-    cpu = {student: ah.autograde_student(course, student) for student in ("reference", "untouched")}
+    for student in ("reference", "untouched"):
+        ah.autograde_student(course, student)
     scores = ah.read_scores(course, ["reference", "untouched"])
-    yield course, scores, cpu
+    yield course, scores
     shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_reference_solution_gets_full_autograded_marks(graded_course):
-    course, scores, cpu = graded_course
+    course, scores = graded_course
     score, maximum = ah.autograded_score(scores["reference"])
     assert maximum == AUTOGRADED == 25
     assert score == maximum, f"lost points in {ah.lost_points(scores['reference'])}"
@@ -268,14 +269,8 @@ def test_reference_solution_gets_full_autograded_marks(graded_course):
     assert written == [(0.0, 2.0, "markdown")], "the written answer waits for a human"
 
 
-def test_reference_solution_grades_within_15_cpu_seconds(graded_course):
-    _, _, cpu = graded_course
-    print(f"CPU time of `nbgrader autograde` for the reference notebook: {cpu['reference']:.1f} s")
-    assert cpu["reference"] <= 15, f"grading the reference took {cpu['reference']:.1f} s of CPU (limit 15 s)"
-
-
 def test_untouched_release_gets_zero(graded_course):
-    _, scores, _ = graded_course
+    _, scores = graded_course
     score, maximum = ah.autograded_score(scores["untouched"])
     assert maximum == AUTOGRADED and score == 0, scores["untouched"]
     assert sum(g[0] for g in scores["untouched"].values()) == 0
