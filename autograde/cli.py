@@ -1,9 +1,12 @@
 """Command line of the instructor's grading tool.
 
-    python -m autograde grade SUBMISSIONS --assignment NAME --out DIR [--jobs N] [--timeout S]
-                                [--memory MB] [--force] [--course DIR] [--kernel warm|cold]
-                                [--isolation bwrap|none] [--lms NAME] [--due TIME]
-                                [--lms-column HEADER] [--lms-points P] [--similarity]
+    python -m autograde grade SUBMISSIONS --assignment NAME --out DIR [--shard I/N] [GRADING OPTIONS]
+    python -m autograde merge SHARD_DIR... --out DIR [--course DIR]
+    python -m autograde slurm SUBMISSIONS --assignment NAME --out DIR --shards N [SLURM OPTIONS] [GRADING OPTIONS]
+    python -m autograde gradescope --assignment NAME --out autograder.zip [GRADING OPTIONS]
+
+GRADING OPTIONS: [--course DIR] [--jobs N] [--timeout S] [--memory MB] [--force] [--kernel warm|cold]
+[--isolation bwrap|none] [--lms NAME] [--due TIME] [--lms-column HEADER] [--lms-points P] [--similarity]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
 itself cannot run (no such assignment, unreadable SUBMISSIONS, ...), 2 for a usage error,
@@ -44,53 +47,89 @@ def _when(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not a date and time: {text} ({exc})") from None
 
 
+GRADE_DESCRIPTION = ("Grade every submission in SUBMISSIONS (a folder or a .zip exported by a learning-management "
+                     "system, or nbgrader's submitted/ folder). Writes DIR/grades.csv and DIR/feedback/<student_id>.html.")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import shards
+
     parser = argparse.ArgumentParser(prog="python -m autograde",
                                      description="Grade a class's Jupyter notebooks with nbgrader, in parallel and safely.")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    grade = commands.add_parser("grade", help="grade every submission in a folder or .zip",
-                                description="Grade every submission in SUBMISSIONS (a folder or a .zip exported by a "
-                                            "learning-management system, or nbgrader's submitted/ folder). Writes "
-                                            "DIR/grades.csv and DIR/feedback/<student_id>.html.")
+    grade = commands.add_parser("grade", help="grade every submission in a folder or .zip", description=GRADE_DESCRIPTION)
     grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
-    grade.add_argument("--assignment", required=True, metavar="NAME", help="the assignment in source/NAME")
     grade.add_argument("--out", required=True, type=Path, metavar="DIR", help="where grades and feedback go")
-    grade.add_argument("--jobs", type=_positive(int), default=0, metavar="N",
-                       help="submissions graded in parallel (default: one per core)")
-    grade.add_argument("--timeout", type=_positive(int), default=None, metavar="S",
-                       help="seconds per cell (default: the course's Execute.timeout, else 60)")
-    grade.add_argument("--memory", type=_positive(int), default=2048, metavar="MB",
-                       help="memory cap per submission, all its processes together (default: 2048, like mybinder.org)")
-    grade.add_argument("--force", action="store_true", help="grade again even what an earlier run already graded")
-    grade.add_argument("--course", type=Path, default=None, metavar="DIR",
-                       help="the nbgrader course folder (default: here, or this repository)")
-    grade.add_argument("--kernel", choices=["warm", "cold"], default="warm" if sys.platform.startswith("linux") else "cold",
-                       help="warm: fork kernels from a process that imported torch once (default); "
-                            "cold: start every kernel from scratch, as nbgrader does")
-    grade.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap",
-                       help="bwrap: the operating system isolates every notebook from your files, the network and "
-                            "each other (default; needs Linux and bubblewrap); none: notebooks run with your own "
-                            "access (only for code you trust; every row's notes say so)")
-    grade.add_argument("--lms", choices=["auto", *LAYOUTS, "plain"], default="auto",
-                       help="the LMS the download comes from (default: recognised by its file names); plain: the "
-                            "file or folder name is the student id")
-    grade.add_argument("--due", type=_when, default=None, metavar="TIME",
-                       help="the due date, for nbgrader's late-penalty plugin (default: the assignment's due date in "
-                            "the course's gradebook); without a time zone, local time")
-    grade.add_argument("--lms-column", default=None, metavar="HEADER",
-                       help="the assignment's column in the LMS import files, as the LMS's own export writes it, e.g. "
-                            "'Residual blocks (12345)' for Canvas (default: the assignment's name)")
-    grade.add_argument("--lms-points", type=_positive(float), default=None, metavar="P",
-                       help="the points the assignment is out of in the LMS; the import files scale scores to it "
-                            "(default: the assignment's own points)")
-    grade.add_argument("--similarity", action="store_true",
-                       help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
-                            "for a person to look at (grades are never changed)")
+    add_grading_options(grade)
+    grade.add_argument("--shard", type=shards.Shard.parse, default=None, metavar="I/N",
+                       help="grade only the I-th of N parts of the class (0 <= I < N), for `merge` to join; a "
+                            "student's part depends on the student id alone")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.add_argument("--keep-work", action="store_true", help="keep each submission's work folder (debugging)")
-
+    grade.set_defaults(handler=_grade)
+    for module in (shards,):
+        module.add_parser(commands)
     return parser
+
+
+# The options of `grade` that say how to grade (not what, nor where): the commands that run `grade` for you
+# (slurm, gradescope) take them too and pass them on with grading_argv().
+GRADING_OPTIONS = ("assignment", "course", "jobs", "timeout", "memory", "force", "kernel", "isolation", "lms", "due",
+                   "lms_column", "lms_points", "similarity")
+
+
+def add_grading_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--assignment", required=True, metavar="NAME", help="the assignment in source/NAME")
+    parser.add_argument("--course", type=Path, default=None, metavar="DIR",
+                        help="the nbgrader course folder (default: here, or this repository)")
+    parser.add_argument("--jobs", type=_positive(int), default=0, metavar="N",
+                        help="submissions graded in parallel (default: one per core)")
+    parser.add_argument("--timeout", type=_positive(int), default=None, metavar="S",
+                        help="seconds per cell (default: the course's Execute.timeout, else 60)")
+    parser.add_argument("--memory", type=_positive(int), default=2048, metavar="MB",
+                        help="memory cap per submission, all its processes together (default: 2048, like mybinder.org)")
+    parser.add_argument("--force", action="store_true", help="grade again even what an earlier run already graded")
+    parser.add_argument("--kernel", choices=["warm", "cold"],
+                        default="warm" if sys.platform.startswith("linux") else "cold",
+                        help="warm: fork kernels from a process that imported torch once (default); "
+                             "cold: start every kernel from scratch, as nbgrader does")
+    parser.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap",
+                        help="bwrap: the operating system isolates every notebook from your files, the network and "
+                             "each other (default; needs Linux and bubblewrap); none: notebooks run with your own "
+                             "access (only for code you trust; every row's notes say so)")
+    parser.add_argument("--lms", choices=["auto", *LAYOUTS, "plain"], default="auto",
+                        help="the LMS the download comes from (default: recognised by its file names); plain: the "
+                             "file or folder name is the student id")
+    parser.add_argument("--due", type=_when, default=None, metavar="TIME",
+                        help="the due date, for nbgrader's late-penalty plugin (default: the assignment's due date in "
+                             "the course's gradebook); without a time zone, local time")
+    parser.add_argument("--lms-column", default=None, metavar="HEADER",
+                        help="the assignment's column in the LMS import files, as the LMS's own export writes it, "
+                             "e.g. 'Residual blocks (12345)' for Canvas (default: the assignment's name)")
+    parser.add_argument("--lms-points", type=_positive(float), default=None, metavar="P",
+                        help="the points the assignment is out of in the LMS; the import files scale scores to it "
+                             "(default: the assignment's own points)")
+    parser.add_argument("--similarity", action="store_true",
+                        help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
+                             "for a person to look at (grades are never changed)")
+
+
+def grading_argv(args: argparse.Namespace) -> list[str]:
+    """The grading options in *args* as command-line words for `grade`, absolute paths, defaults left out."""
+    defaults = vars(build_parser().parse_args(["grade", "-", "--out", "-", "--assignment", "-"]))
+    words = []
+    for name in GRADING_OPTIONS:
+        value = getattr(args, name)
+        if value is None or (value == defaults[name] and name != "assignment"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        else:
+            text = value.isoformat() if isinstance(value, datetime) else \
+                str(value.resolve()) if isinstance(value, Path) else str(value)
+            words += [flag, text]
+    return words
 
 
 def main(argv=None) -> int:
@@ -105,7 +144,7 @@ def main(argv=None) -> int:
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     try:
-        return _grade(args)
+        return args.handler(args)
     except (AutogradeError, FileNotFoundError, NotADirectoryError, ValueError, zipfile.BadZipFile,
             PermissionError) as exc:
         print(f"autograde: {exc}", file=sys.stderr)
@@ -126,7 +165,7 @@ def _grade(args) -> int:
     if problem:
         raise AutogradeError(f"cannot grade safely: {problem}")
     linux.become_subreaper()  # whatever a grading process leaves behind lands here, and is killed
-    course = args.course or _default_course_root(args.assignment)
+    course = args.course or default_course_root(args.assignment)
     work = args.out.resolve() / ".autograde"
     work.mkdir(parents=True, exist_ok=True)
     run_root = tempfile.mkdtemp(prefix="autograde-", dir="/tmp")  # short: Unix socket paths are limited
@@ -142,7 +181,7 @@ def _grade(args) -> int:
                       memory_mb=args.memory, force=args.force, progress=not args.no_progress,
                       keep_work=args.keep_work, isolation=args.isolation, lms=args.lms, due=args.due,
                       lms_column=args.lms_column, lms_points=args.lms_points, started=args.started,
-                      similarity=args.similarity))
+                      similarity=args.similarity, shard=args.shard))
     finally:
         if server is not None:
             server.stop()
@@ -150,7 +189,7 @@ def _grade(args) -> int:
     return 0
 
 
-def _default_course_root(assignment: str) -> Path:
+def default_course_root(assignment: str) -> Path:
     """The course folder: the current folder if it has the assignment, else this repository."""
     for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
         if (candidate / "source" / assignment).is_dir():

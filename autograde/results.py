@@ -190,6 +190,8 @@ class RunReport:
     ignored: list[str] = field(default_factory=list)  # side files that gave no row: "origin (why)"
     exports: list[str] = field(default_factory=list)  # one line per LMS import file written
     dropped: int = 0  # results of an older version of the grader, set aside
+    shard: str = ""  # "I/N" when this run graded one part of the class (grade --shard)
+    shards: int = 0  # when this is a merge: how many shards it joined
 
 
 _LMS_IDS = {"canvas": ("a Canvas download", "Canvas user ids"),
@@ -200,9 +202,7 @@ _LMS_IDS = {"canvas": ("a Canvas download", "Canvas user ids"),
 
 
 def summary(results: list[Result], report: RunReport) -> str:
-    reused = f", {report.reused} reused from an earlier run" if report.reused else ""
-    lines = [f"Graded {report.batch} submission(s) of {report.assignment} in {report.seconds:.1f} s "
-             f"({report.jobs} in parallel{reused})"]
+    lines = [_headline(report)]
     if report.earlier:
         lines.append(f"Kept {report.earlier} student(s) graded in earlier batches: grades.csv has "
                      f"{len(results)} row(s)")
@@ -230,6 +230,16 @@ def summary(results: list[Result], report: RunReport) -> str:
     lines += ["", f"Grades: {report.out / 'grades.csv'}", f"Feedback: {report.out / 'feedback'}/<student_id>.html"]
     lines += [f"Written: {line}" for line in report.exports]
     return "\n".join(lines)
+
+
+def _headline(report: RunReport) -> str:
+    if report.shards:
+        return (f"Merged {report.shards} shard(s) of {report.assignment}: {report.batch} student(s), in "
+                f"{report.seconds:.1f} s")
+    reused = f", {report.reused} reused from an earlier run" if report.reused else ""
+    part = f" (shard {report.shard} of the class)" if report.shard else ""
+    return (f"Graded {report.batch} submission(s) of {report.assignment}{part} in {report.seconds:.1f} s "
+            f"({report.jobs} in parallel{reused})")
 
 
 def _status_table(results: list[Result]) -> list[str]:

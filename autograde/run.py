@@ -34,14 +34,15 @@ from resnet_course.cores import available_cores
 from . import GRADER_VERSION, AutogradeError
 from .course import Course, Template
 from .exports import write_exports
-from .formgrader import FormgraderCourse
+from .formgrader import FormgraderCourse, publish_autograded
 from .inputs import Found, NotebookChooser, discover, open_submissions
-from .results import Cache, Result, RunReport, cache_key, summary, write_grades
+from .results import Cache, Result, RunReport, atomic_copy, cache_key, summary, write_grades
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
+from .shards import Manifest, Shard
 from .similarity import write_similarity
-from .worker import Job, Settings, prewarm
+from .worker import NOT_ISOLATED, Job, Settings, prewarm
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Options:
     lms_points: float | None = None  # what the assignment is out of in the LMS (default: its own points)
     started: float = field(default_factory=time.monotonic)  # when the command started (the summary's time)
     similarity: bool = False  # write similarity.csv: pairs of submissions alike enough for a person to look at
+    shard: Shard | None = None  # grade only this part of the class (autograde.shards)
 
 
 def feedback_name(student_id: str) -> str:
@@ -125,13 +127,14 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
                         class_course=str(class_course.root))
     cache = Cache(work / "cache")
     found, ignored = _discover(options, work, template, log)
+    manifest = _start_shard(options, out, found, ignored, template, duedate)
     grading = {"timeout": settings.timeout, "memory_mb": options.memory_mb, "isolation": options.isolation,
                "max_output_bytes": settings.max_output_bytes, "version": GRADER_VERSION,
                "due": duedate.isoformat() if duedate else None}
     results, todo = _plan(options, found, out, template, grading, cache, class_course)
     report = RunReport(assignment=course.assignment, max_score=template.max_score, out=out, jobs=jobs,
                        isolation=options.isolation, batch=len(found.submissions), reused=len(results),
-                       lms=found.lms, ignored=ignored)
+                       lms=found.lms, ignored=ignored, shard=str(options.shard or ""))
     if todo:
         if server is not None:
             if server.wait_ready():
@@ -145,19 +148,58 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
                           keep_alive={server.process.pid} if server and server.process else ())
     results += scheduler.run(todo, on_result=cache.put)
     results += _earlier_batches(results, cache, template, report)
-    _publish(results, out, template, class_course, cache, log, duedate)
-    report.exports = write_exports(out, results, course.assignment, template.max_score, options.lms_column,
-                                   options.lms_points)
-    if options.similarity:
-        submitted = {r.student_id: class_course.root / "submitted" / r.student_id / course.assignment /
-                     f"{course.notebook}.ipynb" for r in results if class_course.autograded_path(r.student_id)}
-        report.exports.append(write_similarity(out, results, template.release, submitted))
-    report.seconds = time.monotonic() - options.started
+    _finish(results, Publication(out, template, class_course, cache, log, duedate, options.lms_column,
+                                 options.lms_points, options.similarity), report, options.started, stream)
+    if manifest:
+        manifest.finished = True
+        manifest.write(out)
+    return results
+
+
+@dataclass
+class Publication:
+    """Where and how a run's (or a merge's) results are written."""
+
+    out: Path
+    template: Template
+    class_course: FormgraderCourse
+    cache: Cache
+    log: logging.Logger
+    duedate: datetime | None
+    lms_column: str | None = None
+    lms_points: float | None = None
+    similarity: bool = False
+
+
+def _finish(results: list[Result], where: Publication, report: RunReport, started: float, stream) -> None:
+    """The class course, grades.csv, feedback pages, LMS import files, similarity.csv; then the summary."""
+    _publish(results, where)
+    course = where.template.course
+    report.exports = write_exports(where.out, results, course.assignment, where.template.max_score,
+                                   where.lms_column, where.lms_points)
+    if where.similarity:
+        submitted = {r.student_id: where.class_course.root / "submitted" / r.student_id / course.assignment /
+                     f"{course.notebook}.ipynb" for r in results if where.class_course.autograded_path(r.student_id)}
+        report.exports.append(write_similarity(where.out, results, where.template.release, submitted))
+    report.seconds = time.monotonic() - started
     try:
         print(summary(results, report), file=stream, flush=True)
     except BrokenPipeError:  # `... | head`: the results are written all the same
         pass
-    return results
+
+
+def _start_shard(options: Options, out: Path, found: Found, ignored: list[str], template: Template,
+                 duedate: datetime | None) -> Manifest | None:
+    """With --shard: keep this part's students only, and record the run in shard.json (unfinished until the end)."""
+    if options.shard is None:
+        return None
+    manifest = Manifest(shard=str(options.shard), assignment=template.course.assignment,
+                        fingerprint=template.fingerprint, grader_version=GRADER_VERSION, lms=found.lms,
+                        students=sorted(s.student_id for s in found.submissions), ignored=ignored,
+                        due=duedate.isoformat() if duedate else None)
+    manifest.write(out)
+    found.submissions = [s for s in found.submissions if options.shard.holds(s.student_id)]
+    return manifest
 
 
 def _discover(options, work: Path, template: Template, log) -> tuple[Found, list[str]]:
@@ -221,20 +263,68 @@ def _earlier_batches(batch: list[Result], cache: Cache, template: Template, repo
     return earlier
 
 
-def _publish(results: list[Result], out: Path, template: Template, class_course, cache: Cache, log,
-             duedate: datetime | None) -> None:
+def _publish(results: list[Result], where: Publication) -> None:
     """The class course (automatic scores in, hand grades back out), grades.csv, the feedback pages."""
-    class_course.merge(results, duedate)
+    where.class_course.merge(results, where.duedate)
     for result in results:
         if result.manual != result.feedback_manual:
             try:
-                class_course.render_feedback(result)
+                where.class_course.render_feedback(result)
                 result.feedback_manual = result.manual
             except Exception:  # noqa: BLE001 - the automatic feedback page stays
-                log.exception("could not render the feedback of %s with its manual grades", result.student_id)
-        cache.put(result)
-    write_grades(out / "grades.csv", results, [cell.grade_id for cell in template.cells])
-    _remove_stale_feedback(out / "feedback", {Path(r.feedback).name for r in results})
+                where.log.exception("could not render the feedback of %s with its manual grades", result.student_id)
+        where.cache.put(result)
+    write_grades(where.out / "grades.csv", results, [cell.grade_id for cell in where.template.cells])
+    _remove_stale_feedback(where.out / "feedback", {Path(r.feedback).name for r in results})
+
+
+def merge_shards(shards: list[tuple[Path, Manifest]], out: Path, course_root: Path, similarity: bool = False,
+                 started: float | None = None, stream=sys.stdout) -> list[Result]:
+    """Join finished shards (checked by :func:`autograde.shards.check_shards`) into *out*, as one run would."""
+    warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
+    out = out.resolve()
+    work = out / ".autograde"
+    for folder in (work, out / "feedback"):
+        folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(work / "lock", out):
+        log = _run_logger(work)
+        first = shards[0][1]
+        due = datetime.fromisoformat(first.due) if first.due else None
+        template = Template(Course(course_root, first.assignment), work / "template").prepare(log, due)
+        if template.fingerprint != first.fingerprint:
+            raise AutogradeError(f"the shards graded another version of {course_root / 'source' / first.assignment}"
+                                 " than the one there now: grade them again, or merge with the course they used")
+        class_course = FormgraderCourse(out / "nbgrader", template).prepare()
+        results = []
+        for folder, manifest in shards:
+            results += _take_shard(folder, manifest, out, class_course)
+        report = RunReport(assignment=first.assignment, max_score=template.max_score, out=out, jobs=0,
+                           batch=len(results), lms=first.lms, ignored=first.ignored,
+                           shards=len(shards), isolation=_isolation(results))
+        _finish(results, Publication(out, template, class_course, Cache(work / "cache"), log, due,
+                                     similarity=similarity), report, started or time.monotonic(), stream)
+    return results
+
+
+def _take_shard(folder: Path, manifest: Manifest, out: Path, class_course: FormgraderCourse) -> list[Result]:
+    """A shard's results, its feedback pages and its students' folders in the class course, moved under *out*."""
+    results = [r for r in Cache(folder / ".autograde" / "cache").everyone() if manifest.part.holds(r.student_id)]
+    assignment = class_course.course.assignment
+    for result in results:
+        page = out / "feedback" / feedback_name(result.student_id)
+        atomic_copy(Path(result.feedback), page)
+        result.feedback = str(page)
+        if class_course.autograded_path(result.student_id) is None:
+            continue
+        for kind in ("submitted", "autograded"):
+            source = folder / "nbgrader" / kind / result.student_id / assignment
+            if source.is_dir():
+                publish_autograded(source, class_course.root / kind / result.student_id / assignment)
+    return results
+
+
+def _isolation(results: list[Result]) -> str:
+    return "none" if any(NOT_ISOLATED in r.notes for r in results) else "bwrap"
 
 
 def _run_logger(work: Path) -> logging.Logger:
