@@ -12,7 +12,7 @@ import torch
 
 from resnet_course.cores import available_cores
 
-SECTIONS = ["lessons", "assignment", "grading"]
+SECTIONS = ["lessons", "assignment", "grading", "shards"]
 REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
