@@ -212,3 +212,55 @@ def test_a_failed_shard_cancels_the_merge_and_is_named(cluster, course, submissi
     assert merge["JobState"] == "CANCELLED"
     assert not (out / "grades.csv").exists()
     assert json.loads((out / "shards" / "0" / "shard.json").read_text())["finished"]
+
+
+# -- the Kubernetes example (linted, never run) ---------------------------------------------------------------------
+
+K8S_EXAMPLE = REPO / "docs" / "kubernetes-indexed-job.yaml"
+
+
+def _pod_command(job: dict, env: dict[str, str]) -> list[str]:
+    """The words the pod's shell runs (exec swapped for printf), with *env* as the pod's environment."""
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    shell, flag, script = container["command"]
+    assert (shell, flag) == ("/bin/sh", "-c") and script.startswith("exec python -m autograde ")
+    done = subprocess.run(["sh", "-c", "printf '%s\\0' " + script[len("exec "):]], env=dict(os.environ, **env),
+                          capture_output=True, text=True, check=True)
+    return done.stdout.split("\0")[:-1]
+
+
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_kubernetes_example_is_an_indexed_job_running_the_cli():
+    from autograde.cli import build_parser
+
+    storage, grade, merge = yaml.safe_load_all(K8S_EXAMPLE.read_text())
+    assert (storage["apiVersion"], storage["kind"]) == ("v1", "PersistentVolumeClaim")
+    assert "ReadWriteMany" in storage["spec"]["accessModes"]
+    for job in (grade, merge):
+        assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+        pod = job["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "Never" and job["metadata"]["name"]
+        (container,) = pod["containers"]
+        assert container["image"] and container["resources"]["requests"] == container["resources"]["limits"]
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] == storage["metadata"]["name"]
+        assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/data"}]
+    spec = grade["spec"]
+    assert spec["completionMode"] == "Indexed" and 1 <= spec["parallelism"] <= spec["completions"]
+    shards = spec["completions"]
+    argv = _pod_command(grade, {"JOB_COMPLETION_INDEX": "2"})
+    assert argv[:3] == ["python", "-m", "autograde"]
+    args = build_parser().parse_args(argv[3:])
+    assert args.command == "grade" and str(args.shard) == f"2/{shards}"
+    assert args.out == Path("/data/grading/shards/2") and str(args.submissions).startswith("/data/")
+    requests = grade["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert args.jobs == int(requests["cpu"]) and args.no_progress
+    assert _mebibytes(requests["memory"]) >= args.jobs * args.memory + 1024  # as `autograde slurm` asks
+    args = build_parser().parse_args(_pod_command(merge, {})[3:])
+    assert args.command == "merge" and args.out == Path("/data/grading")
+    assert args.shards == [Path(f"/data/grading/shards/{i}") for i in range(shards)]
+    assert "completionMode" not in merge["spec"]
