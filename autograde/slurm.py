@@ -109,7 +109,11 @@ def _slurm_command(args) -> int:
         return 0
     submitted = time.time()
     array_id = sbatch([str(grade_path)])
-    merge_id = sbatch([f"--dependency=afterok:{array_id}", str(merge_path)])
+    try:
+        merge_id = sbatch([f"--dependency=afterok:{array_id}", str(merge_path)])
+    except AutogradeError as exc:  # the array runs anyway: say how to finish by hand
+        raise AutogradeError(f"{exc}\nThe grading array job {array_id} was submitted; submit the merge by hand: "
+                             f"sbatch --dependency=afterok:{array_id} {shlex.quote(str(merge_path))}") from None
     print(f"Submitted the grading array job {array_id} ({plan.shards} tasks) and the merge job {merge_id}.\n"
           f"Logs: {plan.folder / 'logs'}; results: {plan.out}")
     if not args.wait:
@@ -186,7 +190,7 @@ def grade_script(plan: Plan) -> str:
         f"# into {plan.shard_dir('I')}. Written by `python -m autograde slurm` on {datetime.now():%Y-%m-%d %H:%M}.",
         "# Submit again by hand: `sbatch grade.sbatch` (every part) or `sbatch --array=K grade.sbatch` (part K),",
         "# then `sbatch merge.sbatch` once every part has finished.",
-        f"#SBATCH --job-name=autograde-grade",
+        "#SBATCH --job-name=autograde-grade",
         f"#SBATCH --array=0-{plan.shards - 1}",
         "#SBATCH --ntasks=1",
         f"#SBATCH --cpus-per-task={res.cpus_per_task}",
