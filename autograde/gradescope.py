@@ -37,8 +37,9 @@ SETTINGS = "settings.json"
 STUDENT = "submission"  # the one student id inside the container: whoever uploaded, Gradescope knows
 PROJECT = Path(__file__).resolve().parent.parent  # the grader's own project, bundled as it is here
 PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "requirements.lock", "autograde", "resnet_course")
-# What makes sense for one submission in a container; the rest of `grade`'s options are about a class.
-PASSED_ON = ("timeout", "memory", "kernel", "isolation", "due")
+# What makes sense for one submission in a container; the rest of `grade`'s options are about a class, and --due
+# needs a submission time the runtime does not pass on (Gradescope applies its own late-submission settings).
+PASSED_ON = ("timeout", "memory", "kernel", "isolation")
 # Bytecode and editor leftovers; the fingerprint of course/source must stay the template's (course.Course).
 LEFTOVERS = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
 MAX_OUTPUT = 2000  # characters of one test's output: a student's exception message can be any size
@@ -70,8 +71,9 @@ def add_parser(commands) -> None:
         "gradescope", help="build Gradescope's autograder .zip for an assignment",
         description="Write the autograder .zip to upload in Gradescope (Configure Autograder, Ubuntu 24.04 base "
                     "image). It grades each submission as `grade` does, with these grading options: --timeout, "
-                    "--memory, --kernel, --isolation and --due are passed on; the others are about a whole class "
-                    "and have no effect. Build it again whenever the assignment's source changes.")
+                    "--memory, --kernel and --isolation are passed on; the others have no effect (late "
+                    "submissions: Gradescope's own settings). Build it again whenever the assignment's source "
+                    "changes.")
     parser.add_argument("--out", required=True, type=Path, metavar="ZIP", help="the autograder bundle to write")
     add_grading_options(parser)
     parser.set_defaults(handler=_build_command)
