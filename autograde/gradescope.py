@@ -30,8 +30,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import GRADER_VERSION
+from typing import TYPE_CHECKING
+
 from . import status as st
+from .results import Result
+
+if TYPE_CHECKING:  # nbgrader is imported where it is used: the command line starts without it (see cli.py)
+    from .course import Template
 
 SETTINGS = "settings.json"
 STUDENT = "submission"  # the one student id inside the container: whoever uploaded, Gradescope knows
@@ -51,11 +56,9 @@ class BundleSettings:
     """``settings.json``: what the bundle was built with, for the runtime."""
 
     assignment: str
-    notebook: str  # the file name students hand in
     grading: list[str]  # `grade` options chosen at build time (cli.grading_argv)
     isolation: str  # "bwrap" or "none"
-    fingerprint: str  # the assignment's source the template was built from
-    grader_version: str
+    fingerprint: str  # the assignment's source, grader and nbgrader the template was built with
 
     @classmethod
     def read(cls, path: Path) -> "BundleSettings":
@@ -86,11 +89,10 @@ def _build_command(args) -> int:
     course = Course(args.course or default_course_root(args.assignment), args.assignment)
     with tempfile.TemporaryDirectory(prefix="autograde-gradescope-") as tmp:
         template = Template(course, Path(tmp) / "template").prepare()
-        settings = BundleSettings(assignment=args.assignment, notebook=course.notebook_path.name,
-                                  grading=_passed_on(args), isolation=args.isolation,
-                                  fingerprint=template.fingerprint, grader_version=GRADER_VERSION)
+        settings = BundleSettings(assignment=args.assignment, grading=_passed_on(args), isolation=args.isolation,
+                                  fingerprint=template.fingerprint)
         write_bundle(args.out, course, template.root, settings)
-    automatic, manual = _points(template)
+        automatic, manual = _points(template)
     print(f"Wrote {args.out} ({args.out.stat().st_size // 1024} KiB) for {args.assignment}.\n"
           f"In Gradescope: a Programming Assignment, Configure Autograder, upload this .zip, base image Ubuntu "
           f"24.04. Autograder points: {automatic:g}."
@@ -107,7 +109,7 @@ def _passed_on(args) -> list[str]:
     return grading_argv(argparse.Namespace(**dict(defaults, **chosen)))
 
 
-def _points(template) -> tuple[float, str]:
+def _points(template: Template) -> tuple[float, str]:
     """The automatic points, and the written answers (graded by hand) with their points, in words."""
     manual = {cell.grade_id for cell in _graded_cells(template) if cell.manual}
     automatic = sum(cell.points for cell in template.cells if cell.grade_id not in manual)
@@ -201,26 +203,25 @@ def main(argv=None) -> int:
 def run(root: Path) -> int:
     """Grade ROOT/submission; write ROOT/results/results.json. 0 when it holds a grade, 1 when it does not."""
     results = root / "results" / "results.json"
-    settings = BundleSettings.read(root / "source" / SETTINGS)
-    if settings.isolation == "bwrap":
-        problem = _isolation_problem()
+    try:
+        settings = BundleSettings.read(root / "source" / SETTINGS)
+        problem = _isolation_problem() if settings.isolation == "bwrap" else None
         if problem:
             print(f"autograde: cannot isolate the student's code in this container: {problem}", flush=True)
             GradescopeResults.failure("The autograder could not run safely in this container, so it did not "
                                       "run your notebook. " + NOT_A_GRADE).write(results)
             return 1
-    try:
         graded = _grade(root, settings)
     except Exception:  # noqa: BLE001 - whatever broke, Gradescope must get a results.json that says so
         import traceback
 
         traceback.print_exc(file=sys.stdout)
         graded = None
-    if graded is None or graded[0].status == st.GRADER_ERROR:
+    if graded is None or graded.result.status == st.GRADER_ERROR:
         GradescopeResults.failure("The autograder failed while grading your submission. " + NOT_A_GRADE
                                   ).write(results)
         return 1
-    report(*graded).write(results)
+    report(graded).write(results)
     return 0
 
 
@@ -233,8 +234,17 @@ def _isolation_problem() -> str | None:
     return isolation_problem()
 
 
-def _grade(root: Path, settings: BundleSettings):
-    """``grade`` on this one submission, in ROOT/grading; the Result, template and autograded notebook."""
+@dataclass
+class Graded:
+    """What ``grade`` made of the one submission."""
+
+    result: Result
+    template: Template
+    autograded: Path | None  # the autograded notebook; None when the file could not be graded
+
+
+def _grade(root: Path, settings: BundleSettings) -> Graded | None:
+    """``grade`` on this one submission, in ROOT/grading; None when it did not grade it."""
     from .cli import main as cli_main
     from .course import Course, Template
     from .formgrader import FormgraderCourse
@@ -259,7 +269,7 @@ def _grade(root: Path, settings: BundleSettings):
         return None
     template = Template(course, out / ".autograde" / "template").prepare()
     autograded = FormgraderCourse(out / "nbgrader", template).autograded_path(STUDENT)
-    return found[0], template, autograded if autograded and autograded.exists() else None
+    return Graded(found[0], template, autograded if autograded and autograded.exists() else None)
 
 
 def _gather(submission: Path, folder: Path) -> None:
@@ -326,7 +336,7 @@ class GradedCell:
 _PART = re.compile(r"^#+\s*(Part\s+[\w.]+)", re.IGNORECASE | re.MULTILINE)
 
 
-def _graded_cells(template) -> list[GradedCell]:
+def _graded_cells(template: Template) -> list[GradedCell]:
     import nbformat
 
     from .preprocessors import HideHiddenTests, grade_id
@@ -345,10 +355,11 @@ def _graded_cells(template) -> list[GradedCell]:
     return found
 
 
-def report(result, template, autograded: Path | None) -> GradescopeResults:
-    """results.json for the grader's *result*: the score it gave, its status and notes, one test per cell."""
-    errors = _errors(autograded, template.course.config) if autograded else {}
-    cells = _graded_cells(template)
+def report(graded: Graded) -> GradescopeResults:
+    """results.json for the grader's result: the score it gave, its status and notes, one test per cell."""
+    result, config = graded.result, graded.template.course.config
+    errors = _errors(graded.autograded, config) if graded.autograded else {}
+    cells = _graded_cells(graded.template)
     tests = [_test(cell, result, errors) for cell in cells]
     manual = [cell for cell in cells if cell.manual]
     automatic = sum(test.max_score for test in tests)
@@ -382,7 +393,7 @@ STATUS_WORDS = {
 }
 
 
-def _test(cell: GradedCell, result, errors: dict[str, str]) -> TestResult:
+def _test(cell: GradedCell, result: Result, errors: dict[str, str]) -> TestResult:
     name = f"{cell.part}: {cell.grade_id}" if cell.part else cell.grade_id
     if cell.manual:  # Gradescope's manual questions carry its points, so it counts for nothing here
         words = (f"A written answer, worth {_points_words(cell.points)}: your instructor grades it by hand in "

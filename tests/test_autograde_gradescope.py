@@ -111,7 +111,8 @@ def test_bundle_holds_the_grader_the_course_and_a_template_only(bundle):
     assert {"project/pyproject.toml", "project/requirements.lock", "project/autograde/gradescope.py",
             "project/resnet_course/__init__.py", "course/nbgrader_config.py", f"course/source/{MINI}/{MINI}.ipynb",
             "template/fingerprint", "template/gradebook.db", f"template/release/{MINI}/{MINI}.ipynb"} <= names
-    leftovers = (".venv", "__pycache__", ".pyc", "submitted/", "autograded/", "feedback/", "tests/", ".ipynb_checkpoints")
+    leftovers = (".venv", "__pycache__", ".pyc", "submitted/", "autograded/", "feedback/", "tests/",
+                 ".ipynb_checkpoints")
     assert not [name for name in names if any(part in name for part in leftovers)]
     assert settings["assignment"] == MINI and settings["isolation"] == "bwrap"
     assert settings["grading"] == ["--assignment", MINI, "--timeout", "10", "--memory", "1024"]  # no --jobs
