@@ -371,8 +371,20 @@ def report(graded: Graded) -> GradescopeResults:
                      "graded by hand by your instructor, in Gradescope's manual grading, not here.")
     if any(cell.hidden for cell in cells):
         lines.append("Tests with hidden parts show their results once your instructor publishes the grades.")
-    lines += [f"Note: {note}" for note in result.notes]
+    lines += [f"Note: {note}" for note in _redacted(result.notes, graded.template)]
     return GradescopeResults(score=float(result.score), output="\n".join(lines), tests=tests)
+
+
+def _redacted(notes: list[str], template: Template) -> list[str]:
+    """The grader's notes, written for the instructor, with any hidden-test line redacted as feedback does it
+    (a note may quote what a cell printed)."""
+    import nbformat
+
+    from .preprocessors import HideHiddenTests
+
+    hider = HideHiddenTests(config=template.course.config)
+    hider.preprocess(nbformat.read(template.course.notebook_path, as_version=4), {})  # learns the hidden lines
+    return [hider._redact(note) for note in notes] if hider._pattern is not None else list(notes)
 
 
 # What each status means to a student, in a sentence (grades.csv's notes give the details).

@@ -198,3 +198,16 @@ def test_without_isolation_it_refuses_and_implies_no_grade(bundle, roots):
 def test_a_bundle_under_tmp_is_refused_with_the_reason(bundle, tmp_path):
     code, log, text = autograde(bundle, tmp_path, "in-tmp", {"mini.ipynb": b"{}"})
     assert code != 0 and "under /tmp" in log and "not a grade" in json.loads(text)["output"]
+
+
+def test_notes_that_quote_a_hidden_line_are_redacted(bundle, tmp_path, monkeypatch):
+    from autograde.course import Course, Template
+    from autograde.gradescope import _redacted
+
+    monkeypatch.setenv("PATH", f"{PYTHON.parent}:{os.environ.get('PATH', '')}")  # nbgrader runs alembic
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        zf.extractall(tmp_path)
+    template = Template(Course(tmp_path / "course", MINI), tmp_path / "template").prepare()
+    hidden = "torch.testing.assert_close(double(torch.tensor([1.5, -2.0])), torch.tensor([3.0, -4.0]))"
+    assert _redacted(["a note", f"the cell printed:\n    {hidden}"], template) == [
+        "a note", "the cell printed:\n[hidden test line removed]"]
