@@ -52,7 +52,7 @@ GRADE_DESCRIPTION = ("Grade every submission in SUBMISSIONS (a folder or a .zip 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import shards, slurm
+    from . import gradescope, shards, slurm
 
     parser = argparse.ArgumentParser(prog="python -m autograde",
                                      description="Grade a class's Jupyter notebooks with nbgrader, in parallel and safely.")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.add_argument("--keep-work", action="store_true", help="keep each submission's work folder (debugging)")
     grade.set_defaults(handler=_grade)
-    for module in (shards, slurm):
+    for module in (shards, slurm, gradescope):
         module.add_parser(commands)
     return parser
 

@@ -1,0 +1,213 @@
+"""`python -m autograde gradescope`: the autograder bundle for Gradescope, and what it writes for one submission.
+
+The bundle of the tiny course is built once, then every submission is graded the way Gradescope does it: the zip
+unzipped into a stand-in /autograder (ROOT/source), run_autograder copied to ROOT, the upload in ROOT/submission,
+and ROOT/results/results.json read back and checked against a JSON Schema written from Gradescope's
+specification. setup.sh is not run (it would apt-get into this machine); its text is checked instead.
+
+The stand-in roots are outside /tmp: every sandbox gets a private /tmp, which would hide the bundled grader.
+"""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import nbformat
+import pytest
+
+from autograde_cheats import patch_inside
+from autograde_fixtures import MINI, PYTHON, REPO, answers_from_source, fill, make_course, run_cli
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
+
+WRONG = "def double(x):\n    return 3 * x\n"
+SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
+HIDDEN_CODE = ["BEGIN HIDDEN TESTS", "torch.equal(double(torch.arange(3))", "assert_close(double(torch.tensor([1.5"]
+WRITTEN = "written (graded by hand)"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("course"))
+    out = tmp_path_factory.mktemp("bundle") / "autograder.zip"
+    done = run_cli("gradescope", "--assignment", MINI, "--course", course, "--out", out, "--timeout", "10",
+                   "--memory", "1024", "--jobs", "3")
+    assert done.returncode == 0, done.stderr
+    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
+    source = nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4)
+    return {"zip": out, "stdout": done.stdout, "release": release, "answers": answers_from_source(source),
+            "course": course}
+
+
+@pytest.fixture(scope="module")
+def roots():
+    """Where the stand-in /autograder folders go: outside /tmp (see the module's docstring)."""
+    (REPO / "build").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="gradescope-test-", dir=REPO / "build"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def autograde(bundle, parent: Path, name: str, files: dict, path=None):
+    """One submission through the bundle as Gradescope runs it: (exit code, stdout, results.json's text)."""
+    root = parent / name
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        zf.extractall(root / "source")
+    for script in ("run_autograder", "setup.sh"):  # zipfile drops the modes; Gradescope keeps them
+        (root / "source" / script).chmod(0o755)
+    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
+    (root / "submission").mkdir()
+    for file_name, content in files.items():
+        target = root / "submission" / file_name
+        if isinstance(content, Path):
+            target.symlink_to(content)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            nbformat.write(content, target)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=str(PYTHON),
+               PATH=path or f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
+    done = subprocess.run([str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=600)
+    results = root / "results" / "results.json"
+    return done.returncode, done.stdout + done.stderr, results.read_text(encoding="utf-8") if results.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def graded(bundle, roots):
+    release, answers = bundle["release"], bundle["answers"]
+    cases = {
+        "correct": {"mini.ipynb": fill(release, answers)},
+        "wrong": {"mini.ipynb": fill(release, {"double": WRONG})},
+        "broken": {"mini.ipynb": b"this is not JSON {"},
+        "cheating": {"mini.ipynb": fill(release, {"double": patch_inside(WRONG, "double")})},
+        # A link to the bundle's own source (the solutions) is not the student's work: it is left out.
+        "linked": {"mini.ipynb": roots / "correct" / "source" / "course" / "source" / MINI / f"{MINI}.ipynb"},
+    }
+    return {name: autograde(bundle, roots, name, files) for name, files in cases.items()}
+
+
+def _tests(text: str) -> dict:
+    return {test["name"]: test for test in json.loads(text)["tests"]}
+
+
+# -- the bundle ---------------------------------------------------------------------------------------
+
+def test_bundle_holds_the_grader_the_course_and_a_template_only(bundle):
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        infos = {info.filename: info for info in zf.infolist()}
+        settings = json.loads(zf.read("settings.json"))
+        setup = zf.read("setup.sh").decode()
+    names = set(infos)
+    assert {name.split("/")[0] for name in names} == {"setup.sh", "run_autograder", "settings.json", "project",
+                                                      "course", "template"}
+    for script in ("setup.sh", "run_autograder"):
+        assert stat.S_IMODE(infos[script].external_attr >> 16) == 0o755
+    assert {"project/pyproject.toml", "project/requirements.lock", "project/autograde/gradescope.py",
+            "project/resnet_course/__init__.py", "course/nbgrader_config.py", f"course/source/{MINI}/{MINI}.ipynb",
+            "template/fingerprint", "template/gradebook.db", f"template/release/{MINI}/{MINI}.ipynb"} <= names
+    leftovers = (".venv", "__pycache__", ".pyc", "submitted/", "autograded/", "feedback/", "tests/",
+                 ".ipynb_checkpoints")
+    assert not [name for name in names if any(part in name for part in leftovers)]
+    assert settings["assignment"] == MINI and settings["isolation"] == "bwrap"
+    assert settings["grading"] == ["--assignment", MINI, "--timeout", "10", "--memory", "1024"]  # no --jobs
+    assert "apt-get install" in setup and "bubblewrap" in setup and "python3-venv" in setup
+    assert 'pip install -r "$SOURCE/project/requirements.lock"' in setup
+    assert "--no-deps" in setup and "/autograder/venv" in setup
+    assert "Autograder points: 3" in bundle["stdout"] and "written (1 point)" in bundle["stdout"]
+
+
+def test_scripts_are_valid_bash(bundle, tmp_path):
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        zf.extractall(tmp_path)
+    for script in ("setup.sh", "run_autograder"):
+        assert subprocess.run(["bash", "-n", str(tmp_path / script)]).returncode == 0, script
+
+
+# -- results.json -------------------------------------------------------------------------------------
+
+def test_every_results_json_follows_gradescopes_specification(graded):
+    for name, (code, log, text) in graded.items():
+        assert text, f"{name}: no results.json\n{log}"
+        jsonschema.validate(json.loads(text), SCHEMA)
+        assert json.loads(text)["stdout_visibility"] == "hidden"
+        assert code == 0, f"{name}: exit code {code}\n{log}"
+        assert "using the bundled template" in log, name  # no GenerateAssignment per submission
+
+
+def test_correct_work_gets_every_automatic_point(graded):
+    text = graded["correct"][2]
+    results, tests = json.loads(text), _tests(text)
+    assert results["score"] == 3
+    assert "Status: ok." in results["output"] and "graded by hand" in results["output"]
+    assert tests["test_visible"] == {"name": "test_visible", "score": 1, "max_score": 1, "output": "Passed.",
+                                     "visibility": "visible", "status": "passed"}
+    assert tests["test_hidden"]["score"] == 2 and tests["test_hidden"]["status"] == "passed"
+    assert tests["test_hidden"]["visibility"] == "after_published"
+    # The written answer: Gradescope's own manual question grades it; here it counts for nothing.
+    assert tests[WRITTEN]["score"] == tests[WRITTEN]["max_score"] == 0 and "status" not in tests[WRITTEN]
+    assert "by hand" in tests[WRITTEN]["output"]
+
+
+def test_wrong_work_gets_the_tests_error_messages_without_code(graded):
+    text = graded["wrong"][2]
+    tests = _tests(text)
+    assert json.loads(text)["score"] == 0
+    assert tests["test_visible"]["output"] == "AssertionError: double(ones) should be twos"
+    assert tests["test_hidden"]["status"] == "failed" and tests["test_hidden"]["output"].startswith("AssertionError")
+
+
+def test_hidden_test_code_never_reaches_results_json(graded):
+    for name, (_, _, text) in graded.items():
+        assert not [code for code in HIDDEN_CODE if code in text], name
+        assert "Traceback" not in text and "File \"" not in text, name
+
+
+def test_a_broken_file_gets_zero_and_says_why(graded):
+    results = json.loads(graded["broken"][2])
+    assert results["score"] == 0
+    assert "Status: invalid notebook." in results["output"] and "could not be read" in results["output"]
+    automatic = [test for test in results["tests"] if test["name"] != WRITTEN]
+    assert all(test["status"] == "failed" and test["output"].startswith("Not run") for test in automatic)
+
+
+def test_cheating_scores_zero_and_is_named(graded):
+    results = json.loads(graded["cheating"][2])
+    assert results["score"] == 0 and "Status: tampering detected." in results["output"]
+
+
+def test_a_link_to_the_bundles_source_is_not_graded(graded):
+    results = json.loads(graded["linked"][2])
+    assert results["score"] == 0 and "Status: no notebook." in results["output"]
+
+
+def test_without_isolation_it_refuses_and_implies_no_grade(bundle, roots):
+    # No bubblewrap on PATH: the container cannot isolate the student's code.
+    code, log, text = autograde(bundle, roots, "unsafe", {"mini.ipynb": b"{}"}, path=str(PYTHON.parent))
+    assert code != 0 and "bubblewrap is not installed" in log
+    results = json.loads(text)
+    jsonschema.validate(results, SCHEMA)
+    assert results["tests"] == [] and "not a grade" in results["output"]
+
+
+def test_a_bundle_under_tmp_is_refused_with_the_reason(bundle, tmp_path):
+    code, log, text = autograde(bundle, tmp_path, "in-tmp", {"mini.ipynb": b"{}"})
+    assert code != 0 and "under /tmp" in log and "not a grade" in json.loads(text)["output"]
+
+
+def test_notes_that_quote_a_hidden_line_are_redacted(bundle, tmp_path, monkeypatch):
+    from autograde.course import Course, Template
+    from autograde.gradescope import _redacted
+
+    monkeypatch.setenv("PATH", f"{PYTHON.parent}:{os.environ.get('PATH', '')}")  # nbgrader runs alembic
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        zf.extractall(tmp_path)
+    template = Template(Course(tmp_path / "course", MINI), tmp_path / "template").prepare()
+    hidden = "torch.testing.assert_close(double(torch.tensor([1.5, -2.0])), torch.tensor([3.0, -4.0]))"
+    assert _redacted(["a note", f"the cell printed:\n    {hidden}"], template) == [
+        "a note", "the cell printed:\n[hidden test line removed]"]
