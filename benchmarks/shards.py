@@ -90,10 +90,27 @@ def run() -> str:
         with slurm_cluster.one_node_cluster(tmp / "cluster") as cluster_env:
             configurations = [_run(folder, tmp / f"out-{n}", n, max(1, cores // n), dict(env, **cluster_env))
                               for n in SHARD_COUNTS]
-    return _report(configurations, cores)
+        merge_cost = _merge_cost(tmp / f"out-{SHARD_COUNTS[-1]}", SHARD_COUNTS[-1], env)
+    return _report(configurations, merge_cost, cores)
 
 
-def _report(configurations: list[Configuration], cores: int) -> str:
+def _merge_cost(out: Path, count: int, env: dict) -> tuple[float, float]:
+    """A merge's fixed cost and its cost per student (s): one shard's students merged alone, then all of them."""
+    points = []
+    for shards in ([out / "shards" / "0"], [out / "shards" / str(i) for i in range(count)]):
+        target = out.parent / f"merge-{len(shards)}"
+        done = subprocess.run([sys.executable, "-m", "autograde", "merge", *map(str, shards), "--out", str(target),
+                               "--course", str(REPO), "--partial"], cwd=REPO, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"autograde merge failed:\n{done.stderr[-2000:]}")
+        match = re.search(r"Merged \d+ shard\(s\) of .*: (\d+) student\(s\), in ([\d.]+) s", done.stdout)
+        points.append((int(match.group(1)), float(match.group(2))))
+    (few, few_seconds), (everyone, all_seconds) = points
+    per_student = max(0.0, (all_seconds - few_seconds) / (everyone - few))
+    return all_seconds - everyone * per_student, per_student
+
+
+def _report(configurations: list[Configuration], merge_cost: tuple[float, float], cores: int) -> str:
     lines = ["## Grading in shards on Slurm", "",
              f"{COPIES} copies of the reference solution of `{ASSIGNMENT}` graded by `python -m autograde slurm` on a "
              f"one-node Slurm cluster on this machine ({cores} cores; slurm-wlm and munge from Debian), isolation on. "
@@ -104,19 +121,21 @@ def _report(configurations: list[Configuration], cores: int) -> str:
     for c in configurations:
         lines.append(f"| {c.shards} | {c.cpus_per_task} | {c.wall:.1f} s | {COPIES / (c.wall * cores):.3f} "
                      f"| {max(s for _, s in c.shard_seconds):.1f} s | {c.merge_seconds:.1f} s | {c.rows} |")
-    lines += [""] + _estimate(configurations)
+    lines += [""] + _estimate(configurations, merge_cost)
     return "\n".join(lines)
 
 
-def _estimate(configurations: list[Configuration]) -> list[str]:
+def _estimate(configurations: list[Configuration], merge_cost: tuple[float, float]) -> list[str]:
     startup, per_submission = _fit(configurations)
-    merge_per_student = statistics.mean(c.merge_seconds for c in configurations) / COPIES
-    merge = CLASS_SIZE * merge_per_student
+    merge_fixed, merge_per_student = merge_cost
+    merge = merge_fixed + CLASS_SIZE * merge_per_student
     core_hours = CLASS_SIZE * per_submission / 3600
     lines = [f"Fitted over every shard above: a shard's grading run costs **{startup:.1f} s of start-up** (template, "
              f"warm kernel server, torch) plus **{per_submission:.2f} core-seconds per submission**; the merge costs "
-             f"{merge_per_student:.2f} s per student, on one core.", "",
-             f"Estimate for {CLASS_SIZE:,} submissions, nodes of {NODE_CORES} cores like this machine's, one shard per "
+             f"{merge_fixed:.1f} s plus {merge_per_student:.3f} s per student, on one core (one shard merged alone, "
+             "then all of them).", "",
+             f"Estimate for {CLASS_SIZE:,} submissions on nodes of {NODE_CORES} cores (a common HPC node) as fast as this "
+             f"machine's, one shard per "
              f"node with `--cpus-per-task {NODE_CORES}`: {core_hours:.1f} core-hours of grading whatever the number "
              "of nodes.", "",
              "| nodes | shards | grading wall time | merge | total wall time |", "|---:|---:|---:|---:|---:|"]
