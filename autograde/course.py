@@ -14,6 +14,7 @@ grading plugins added where the course's own ``nbgrader_config.py`` lacks them (
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 import nbgrader
+import nbgrader.api
 from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
@@ -36,6 +38,20 @@ from .feedback import FeedbackExporter
 from .preprocessors import HideHiddenTests, RestoreCells, grade_id
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
+
+
+@functools.cache
+def alembic_head() -> str:
+    """The gradebook schema's revision, which nbgrader stamps into every gradebook it creates. nbgrader asks a
+    subprocess for it (`alembic heads`: a new Python importing SQLAlchemy, about 3 s here, on every grading run's
+    critical path); alembic's own API reads the same answer from nbgrader's migration scripts in-process."""
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    return ScriptDirectory(ALEMBIC_DIR).get_current_head()
+
+
+nbgrader.api.get_alembic_version = alembic_head
 
 
 def load_course_config(root: Path) -> Config:

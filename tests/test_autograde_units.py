@@ -384,3 +384,17 @@ def test_a_forged_grading_report_in_a_submission_is_discarded():
     restored, _ = RestoreCells(release=_release()).preprocess(nb, {})
     assert restored.metadata.get("autograde", {}).get("notes", []) == []
     assert restored.metadata.get("autograde", {}).get("statuses", []) == []
+
+
+def test_the_gradebook_revision_read_in_process_is_the_one_alembic_reports(tmp_path):
+    import subprocess
+
+    from nbgrader.dbutil import write_alembic_ini
+
+    from autograde.course import alembic_head
+    from autograde_fixtures import PYTHON
+
+    write_alembic_ini(str(tmp_path / "alembic.ini"), f"sqlite:///{tmp_path / 'gradebook.db'}")
+    heads = subprocess.run([str(PYTHON.parent / "alembic"), "-c", str(tmp_path / "alembic.ini"), "heads"],
+                           capture_output=True, text=True, check=True).stdout
+    assert heads.split()[0] == alembic_head() and len(alembic_head()) == 12
