@@ -117,6 +117,12 @@ def answers_from_source(source: nbformat.NotebookNode) -> dict[str, str]:
             if cell.metadata.get("nbgrader", {}).get("solution")}
 
 
+def release_and_answers(course: Path) -> tuple[nbformat.NotebookNode, dict[str, str]]:
+    """The mini course's release notebook (what students get) and its reference answers by grade_id."""
+    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
+    return release, answers_from_source(nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4))
+
+
 def fill(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
     """A copy of the release notebook with the given answer cells filled in (others left as stubs)."""
     nb = copy.deepcopy(release)

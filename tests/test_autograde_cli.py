@@ -18,8 +18,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograde_cheats import CODE_CHEATS, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat
-from autograde_fixtures import (HIDDEN_MARK, MINI, answers_from_source, cell_index, fill, insert_after, make_course,
-                                read_csv, run_cli, stock_nbgrader, write)
+from autograde_fixtures import (HIDDEN_MARK, MINI, cell_index, fill, insert_after, make_course,
+                                read_csv, release_and_answers, run_cli, stock_nbgrader, write)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -36,9 +36,7 @@ def course(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mini(course):
-    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
-    source = nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4)
-    return release, answers_from_source(source)
+    return release_and_answers(course)
 
 
 def _duplicated_answers(release, answers):

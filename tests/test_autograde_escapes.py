@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from autograde.sandbox.bwrap import isolation_problem
-from autograde_fixtures import MINI, answers_from_source, fill, make_course, read_csv, run_cli, stock_nbgrader, write
+from autograde_fixtures import MINI, fill, make_course, release_and_answers, read_csv, run_cli, stock_nbgrader, write
 
 pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
               pytest.mark.skipif(sys.platform.startswith("linux") and isolation_problem() is not None,
@@ -124,8 +124,7 @@ def attempt(tmp_path_factory):
     """The class, the course (with the grading plugins, also for plain nbgrader) and what escapes need."""
     root = tmp_path_factory.getbasetemp()
     course = make_course(tmp_path_factory.mktemp("course"), protected=True)
-    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
-    answers = answers_from_source(nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4))
+    release, answers = release_and_answers(course)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     stamp = f"escape{int(time.time() * 1000)}"

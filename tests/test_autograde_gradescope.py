@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from autograde_cheats import patch_inside
-from autograde_fixtures import MINI, PYTHON, REPO, answers_from_source, fill, make_course, run_cli
+from autograde_fixtures import MINI, PYTHON, REPO, fill, make_course, release_and_answers, run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -39,10 +39,8 @@ def bundle(tmp_path_factory):
     done = run_cli("gradescope", "--assignment", MINI, "--course", course, "--out", out, "--timeout", "10",
                    "--memory", "1024", "--jobs", "3")
     assert done.returncode == 0, done.stderr
-    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
-    source = nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4)
-    return {"zip": out, "stdout": done.stdout, "release": release, "answers": answers_from_source(source),
-            "course": course}
+    release, answers = release_and_answers(course)
+    return {"zip": out, "stdout": done.stdout, "release": release, "answers": answers, "course": course}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from autograde.exports import write_exports
 from autograde.inputs import NotebookChooser, discover, open_submissions
 from autograde.results import Result
 
-from autograde_fixtures import MINI, answers_from_source, fill, make_course, read_csv, run_cli
+from autograde_fixtures import MINI, fill, make_course, release_and_answers, read_csv, run_cli
 from lms_downloads import (EVIL, JOSE, LEI, MARY, T0, ZOE, blackboard_file, blackboard_receipt, canvas_text,
                            canvas_upload, gradescope_metadata, moodle_folder, write_zip)
 
@@ -38,8 +38,7 @@ def _found(tmp_path: Path, archive: Path, layout: str = "auto"):
 def notebooks(tmp_path_factory):
     """The mini assignment's release filled in three ways, as JSON text: correct, wrong, untouched."""
     course = make_course(tmp_path_factory.mktemp("lms-course"))
-    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
-    answers = answers_from_source(nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4))
+    release, answers = release_and_answers(course)
     return {"course": course, "release": release, "answers": answers,
             "correct": nbformat.writes(fill(release, answers)),
             "wrong": nbformat.writes(fill(release, {"double": WRONG})),

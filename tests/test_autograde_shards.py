@@ -10,7 +10,7 @@ from nbgrader.api import Gradebook
 
 from autograde.shards import Manifest, Shard, part_of
 
-from autograde_fixtures import MINI, answers_from_source, fill, make_course, run_cli
+from autograde_fixtures import MINI, fill, make_course, release_and_answers, run_cli
 from lms_downloads import EVIL, JOSE, LEI, MARY, T0, ZOE, Student, canvas_text, canvas_upload, write_zip
 
 SHARDS = 3
@@ -43,8 +43,7 @@ def course(tmp_path_factory):
 @pytest.fixture(scope="module")
 def download(course, tmp_path_factory):
     """A Canvas download: a student with two attempts, a late one, a PDF, an online text, and more students."""
-    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
-    answers = answers_from_source(nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4))
+    release, answers = release_and_answers(course)
     correct, wrong = (nbformat.writes(fill(release, a)) for a in (answers, {"double": "def double(x):\n    return x\n"}))
     entries = [(canvas_upload(ZOE, 100, "mini.ipynb"), wrong, T0),
                (canvas_upload(ZOE, 205, "mini-1.ipynb"), correct, T0.replace(hour=11)),

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from autograde_fixtures import MINI, REPO, answers_from_source, fill, make_course, run_cli
+from autograde_fixtures import MINI, REPO, fill, make_course, release_and_answers, run_cli
 from slurm_cluster import DAEMONS, one_node_cluster, unavailable
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="grading uses Linux features")
@@ -33,8 +33,7 @@ def course(tmp_path_factory):
 @pytest.fixture(scope="module")
 def submissions(course, tmp_path_factory):
     """A small class: correct, wrong, unanswered and broken notebooks, in a folder whose name has a space."""
-    release = nbformat.read(course / "release" / MINI / f"{MINI}.ipynb", as_version=4)
-    answers = answers_from_source(nbformat.read(course / "source" / MINI / f"{MINI}.ipynb", as_version=4))
+    release, answers = release_and_answers(course)
     folder = tmp_path_factory.mktemp("class") / "class of 2026"
     folder.mkdir()
     for student, nb in {"correct": fill(release, answers), "alice": fill(release, answers),
