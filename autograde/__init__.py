@@ -19,6 +19,9 @@ The rest is the parallel driver around them, in the order a grading run uses it:
 * :mod:`autograde.results` — the Result record, grades.csv, the cache and the summary;
   :mod:`autograde.exports` — the grade file each LMS imports;
 * :mod:`autograde.feedback` — feedback pages; :mod:`autograde.formgrader` — the class course for formgrader.
+
+Beyond one machine: :mod:`autograde.shards` — ``grade --shard I/N`` and ``merge``; :mod:`autograde.slurm` — a class
+as a Slurm array job and a merge job; :mod:`autograde.gradescope` — Gradescope's autograder bundle and its runtime.
 """
 
 # Part of every cache key: bump it when a change to the grader can change grades.

@@ -196,7 +196,8 @@ def _start_shard(options: Options, out: Path, found: Found, ignored: list[str], 
     manifest = Manifest(shard=str(options.shard), assignment=template.course.assignment,
                         fingerprint=template.fingerprint, grader_version=GRADER_VERSION, lms=found.lms,
                         students=sorted(s.student_id for s in found.submissions), ignored=ignored,
-                        due=duedate.isoformat() if duedate else None)
+                        due=duedate.isoformat() if duedate else None, lms_column=options.lms_column,
+                        lms_points=options.lms_points)
     manifest.write(out)
     found.submissions = [s for s in found.submissions if options.shard.holds(s.student_id)]
     return manifest
@@ -301,8 +302,8 @@ def merge_shards(shards: list[tuple[Path, Manifest]], out: Path, course_root: Pa
         report = RunReport(assignment=first.assignment, max_score=template.max_score, out=out, jobs=0,
                            batch=len(results), lms=first.lms, ignored=first.ignored,
                            shards=len(shards), isolation=_isolation(results))
-        _finish(results, Publication(out, template, class_course, Cache(work / "cache"), log, due,
-                                     similarity=similarity), report, started or time.monotonic(), stream)
+        _finish(results, Publication(out, template, class_course, Cache(work / "cache"), log, due, first.lms_column,
+                                     first.lms_points, similarity), report, started or time.monotonic(), stream)
     return results
 
 

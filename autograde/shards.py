@@ -67,6 +67,8 @@ class Manifest:
     students: list[str]  # the whole class this shard found, every part
     ignored: list[str] = field(default_factory=list)  # side files that gave no row
     due: str | None = None
+    lms_column: str | None = None  # the LMS import files' column header and points (grade's options), for the
+    lms_points: float | None = None  # merge's import files to be the ones an unsharded run writes
     finished: bool = False  # False while grading, and for good if the run failed
 
     def write(self, out: Path) -> None:
@@ -125,7 +127,7 @@ def check_shards(folders: list[Path], partial: bool = False) -> list[tuple[Path,
     found = [(folder.resolve(), Manifest.read(folder)) for folder in folders]
     first = found[0][1]
     for folder, manifest in found:
-        for name in ("assignment", "fingerprint", "grader_version"):
+        for name in ("assignment", "fingerprint", "grader_version", "lms_column", "lms_points"):
             if getattr(manifest, name) != getattr(first, name):
                 raise AutogradeError(f"{folder} graded another {name.replace('_', ' ')} ({getattr(manifest, name)}) "
                                      f"than {found[0][0]} ({getattr(first, name)}): grade it again")

@@ -14,6 +14,7 @@ from autograde_fixtures import MINI, fill, make_course, release_and_answers, run
 from lms_downloads import EVIL, JOSE, LEI, MARY, T0, ZOE, Student, canvas_text, canvas_upload, write_zip
 
 SHARDS = 3
+COLUMN = "Mini (12345)"  # the Canvas column: the merge must write it as the shards were told
 EXTRA = [Student(f"Student{i}", f"Number{i}", 91000 + i, 0, f"s{i}", f"{i}") for i in range(5)]
 
 
@@ -57,7 +58,7 @@ def download(course, tmp_path_factory):
 
 def _grade(download, course, out, *more):
     return run_cli("grade", download, "--assignment", MINI, "--out", out, "--course", course, "--jobs", "2",
-                   "--timeout", "20", "--no-progress", *more)
+                   "--timeout", "20", "--no-progress", "--lms-column", COLUMN, *more)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,7 @@ def test_the_merge_writes_what_one_run_writes(runs):
     whole, merged = runs["whole"], runs["merged"]
     assert (merged / "grades.csv").read_bytes() == (whole / "grades.csv").read_bytes()
     assert (merged / "canvas_grades.csv").read_bytes() == (whole / "canvas_grades.csv").read_bytes()
+    assert COLUMN in (merged / "canvas_grades.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     pages = sorted(p.name for p in (whole / "feedback").iterdir())
     assert sorted(p.name for p in (merged / "feedback").iterdir()) == pages and len(pages) == 10
     for name in pages:
