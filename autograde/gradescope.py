@@ -205,7 +205,7 @@ def run(root: Path) -> int:
     results = root / "results" / "results.json"
     try:
         settings = BundleSettings.read(root / "source" / SETTINGS)
-        problem = _isolation_problem() if settings.isolation == "bwrap" else None
+        problem = isolation_problem() if settings.isolation == "bwrap" else None
         if problem:
             print(f"autograde: cannot isolate the student's code in this container: {problem}", flush=True)
             GradescopeResults.failure("The autograder could not run safely in this container, so it did not "
@@ -223,15 +223,6 @@ def run(root: Path) -> int:
         return 1
     report(graded).write(results)
     return 0
-
-
-def _isolation_problem() -> str | None:
-    from .sandbox.bwrap import PACKAGE, isolation_problem
-
-    if os.path.commonpath([PACKAGE, "/tmp"]) == "/tmp":  # bwrap's own check would blame user namespaces
-        return (f"the grader's code is in {PACKAGE}, under /tmp, which every sandbox replaces with a private one "
-                "(so its kernels cannot import it): unzip the bundle somewhere else")
-    return isolation_problem()
 
 
 @dataclass

@@ -23,21 +23,12 @@ import shutil
 import subprocess
 import sys
 
-from .supervisor import STAGE
+from .supervisor import PACKAGE, STAGE, grader_dirs
 
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 # What dynamic linking, time zones and fonts need; nothing with users, hosts or credentials.
 ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts", "alternatives", "mime.types"]
 SANDBOX_UID = 1000  # the kernel's user id inside; outside, its files belong to whoever runs the grader
-
-
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this grader's own code
-
-
-def grader_dirs() -> list[str]:
-    """Python's installation, this environment and the grader's package: what the supervisor needs to run."""
-    found = [sys.base_prefix, sys.prefix, os.path.realpath(sys.prefix), PACKAGE]
-    return sorted({os.path.normpath(path) for path in found})
 
 
 def gpu_args() -> list[str]:
@@ -58,9 +49,10 @@ def bwrap_command(command: list[str], writable: list[str], read_only: list[str] 
             args += ["--symlink", os.readlink(path), path]  # /bin -> usr/bin on merged-/usr systems
         elif os.path.exists(path):
             args += ["--ro-bind", path, path]
+    # The private /tmp first: a checkout or environment under /tmp is then bound into it, not hidden by it.
+    args += ["--dev", "/dev", "--tmpfs", "/dev/shm", "--ro-bind", "/proc", "/proc", "--tmpfs", "/tmp"]
     for path in list(grader_dirs()) + list(read_only):
         args += ["--ro-bind", path, path]
-    args += ["--dev", "/dev", "--tmpfs", "/dev/shm", "--ro-bind", "/proc", "/proc", "--tmpfs", "/tmp"]
     args += gpu_args()
     for path in writable:
         args += ["--bind", path, path]

@@ -29,6 +29,15 @@ import psutil
 
 from . import linux
 
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this grader's own code
+
+
+def grader_dirs() -> list[str]:
+    """Python's installation, this environment and the grader's package: what the supervisor needs to run."""
+    found = [sys.base_prefix, sys.prefix, os.path.realpath(sys.prefix), PACKAGE]
+    return sorted({os.path.normpath(path) for path in found})
+
+
 STAGE = "/run/autograde"  # an empty folder of the sandbox, where the supervisor stages its bind mounts
 MEMORY_LIMIT = "memory limit"
 TOO_MANY_PROCESSES = "too many processes"
@@ -120,7 +129,10 @@ def enter_namespaces(request: KernelRequest) -> None:
     own folders. The next process this one forks is PID 1 of the new PID namespace."""
     linux.unshare(_NAMESPACES)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    kept = [folder for folder in request.writable if os.path.commonpath([folder, "/tmp"]) == "/tmp"]
+    # Folders under /tmp that the kernel needs: its own, and Python's and the grader's when they live there (a
+    # checkout under /tmp); read-only mounts stay read-only when bound again.
+    kept = sorted((folder for folder in request.writable + grader_dirs()
+                   if os.path.commonpath([folder, "/tmp"]) == "/tmp"), key=len)  # a folder before what is in it
     linux.mount("tmpfs", STAGE, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0700")
     staged = []
     for index, folder in enumerate(kept):  # bound aside first: the new /tmp hides where they are
