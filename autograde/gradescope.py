@@ -202,6 +202,8 @@ def main(argv=None) -> int:
 
 def run(root: Path) -> int:
     """Grade ROOT/submission; write ROOT/results/results.json. 0 when it holds a grade, 1 when it does not."""
+    from .sandbox.bwrap import isolation_problem
+
     results = root / "results" / "results.json"
     try:
         settings = BundleSettings.read(root / "source" / SETTINGS)
