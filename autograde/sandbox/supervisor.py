@@ -307,7 +307,14 @@ def _exec_kernel(request: KernelRequest) -> None:
 
 def self_test() -> None:
     """Run a trivial isolated kernel here and print "isolated" if it ran as one (bwrap.isolation_problem)."""
-    check = "import os, sys; sys.exit(0 if os.getpid() == 1 and os.listdir('/tmp') == [] else 3)"
+    # The kernel's /tmp is a new one: what the sandbox's own /tmp holds is not there, and nothing is there but the
+    # grader's folders that live under /tmp (bound in, see enter_namespaces).
+    probe = "/tmp/.autograde-self-test"
+    open(probe, "w").close()
+    allowed = {os.path.relpath(path, "/tmp").split(os.sep)[0] for path in grader_dirs()
+               if os.path.commonpath([path, "/tmp"]) == "/tmp"}
+    check = (f"import os, sys; sys.exit(0 if os.getpid() == 1 and not os.path.exists({probe!r}) "
+             f"and set(os.listdir('/tmp')) <= {allowed!r} else 3)")
     request = KernelRequest(argv=[sys.executable, "-c", check], env=dict(os.environ), cwd="/")
     ours, theirs = socket.socketpair()
     supervise(request, theirs, lambda: _exec_kernel(request))
