@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 import time
 
 import psutil
@@ -14,7 +15,7 @@ import pytest
 
 from autograde.sandbox import bwrap
 from autograde.sandbox.bwrap import bwrap_command, isolation_problem
-from autograde.sandbox.supervisor import KernelRequest, Limits
+from autograde.sandbox.supervisor import PACKAGE, KernelRequest, Limits, grader_dirs
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 ISOLATION = [pytest.param(True, id="isolated", marks=pytest.mark.skipif(
@@ -203,14 +204,18 @@ def test_an_isolated_kernel_sees_its_folder_alone(tmp_path):
     secret.write_text("### BEGIN SOLUTION")
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0)
-    outside = [str(secret), str(tmp_path / "course"), os.path.expanduser("~/.bashrc"), "/etc/passwd"]
+    # The course's master copy is not there, wherever this checkout lives (under /tmp too).
+    outside = [str(secret), str(tmp_path / "course"), os.path.expanduser("~/.bashrc"), "/etc/passwd",
+               os.path.join(os.path.dirname(PACKAGE), "source")]
     code = WHAT_THE_KERNEL_SEES.format(port=listener.getsockname()[1], outside=outside)
     kernel = Supervised(tmp_path, code, isolate=True)
     report = kernel.stopped()
     assert report["exit_code"] == 0, (kernel.folder / "kernel.log").read_text()
     seen = json.loads((kernel.folder / "seen.json").read_text())
     assert seen["pid"] == 1 and seen["processes"] == [1]  # a PID namespace of its own, nothing else in it
-    assert seen["tmp"] == [kernel.folder.relative_to("/tmp").parts[0]]  # a private /tmp: its own folder alone
+    # A private /tmp: its own folder alone, and the grader's own folders where they live under /tmp (a checkout there)
+    grader = {Path(path).relative_to("/tmp").parts[0] for path in grader_dirs() if Path(path).is_relative_to("/tmp")}
+    assert set(seen["tmp"]) == {kernel.folder.relative_to("/tmp").parts[0]} | grader
     assert seen["cwd"] == str(kernel.folder)
     assert seen["outside"] == [] and seen["write_outside"].startswith("denied")
     assert seen["write_usr"].startswith("denied")
