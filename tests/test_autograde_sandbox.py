@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 import time
+from pathlib import Path
 
 import psutil
 import pytest
