@@ -87,7 +87,7 @@ def workdir():
 @pytest.fixture
 def page(browser, lab):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(60_000)
+    context.set_default_timeout(300_000)  # hang guards only: a loaded machine may take minutes to start a kernel
     page = context.new_page()
     yield page
     context.close()
@@ -98,7 +98,7 @@ def open_notebook(page, lab, path):
     # ?reset starts from an empty workspace, so no tab from an earlier test is restored beside this one.
     page.goto(f"{base}/lab/tree/{path.relative_to(ROOT).as_posix()}?reset&token={token}")
     page.wait_for_selector(f"{NOTEBOOK} .jp-Cell")
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
     dismiss_news_prompt(page)
 
 
@@ -157,7 +157,7 @@ def type_into_cell(page, index, text):
 def validate(page):
     page.locator(f"{NOTEBOOK} .jp-NotebookPanel-toolbar").get_by_text("Validate").click()
     dialog = page.locator(".jp-Dialog")
-    dialog.wait_for(timeout=180_000)
+    dialog.wait_for(timeout=1_800_000)  # a hang guard: validation runs the whole assignment
     text = dialog.inner_text()
     return text, dialog
 
