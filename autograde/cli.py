@@ -9,8 +9,8 @@ GRADING OPTIONS: [--course DIR] [--jobs N] [--timeout S] [--memory MB] [--force]
 [--isolation bwrap|none] [--lms NAME] [--due TIME] [--lms-column HEADER] [--lms-points P] [--similarity]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
-itself cannot run (no such assignment, unreadable SUBMISSIONS, ...), 2 for a usage error,
-130 when interrupted.
+itself cannot run (no such assignment, unreadable SUBMISSIONS, a merge missing a shard, a Slurm
+job that failed under --wait, ...), 2 for a usage error, 130 when interrupted.
 """
 from __future__ import annotations
 
