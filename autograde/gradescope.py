@@ -377,7 +377,7 @@ def _redacted(notes: list[str], template: Template) -> list[str]:
 
     hider = HideHiddenTests(config=template.course.config)
     hider.preprocess(nbformat.read(template.course.notebook_path, as_version=4), {})  # learns the hidden lines
-    return [hider._redact(note) for note in notes] if hider._pattern is not None else list(notes)
+    return [hider.redact(note) for note in notes]
 
 
 # What each status means to a student, in a sentence (grades.csv's notes give the details).

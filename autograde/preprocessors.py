@@ -330,6 +330,11 @@ class HideHiddenTests(ClearHiddenTests):
                 lines.add(line.strip())
         return lines
 
+    def redact(self, text: str) -> str:
+        """*text* with every line that quotes a hidden test replaced, once :meth:`preprocess` has seen the source
+        (for text outside the notebook's outputs, such as the grader's notes)."""
+        return self._redact(text) if self._pattern is not None else text
+
     def _redact(self, text):
         if not isinstance(text, str):
             return text

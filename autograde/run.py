@@ -79,13 +79,19 @@ def feedback_name(student_id: str) -> str:
     return f"{head}~{digest}.html"
 
 
-def grade(options: Options, stream=sys.stdout) -> list[Result]:
+def _open_out(out: Path) -> tuple[Path, Path]:
+    """--out and its work folder, created, for a grading run or a merge: (out, out/.autograde)."""
     # nbgrader's own gradebook code trips SQLAlchemy's autoflush warnings; they are not ours to show.
     warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
-    out = options.out.resolve()
+    out = out.resolve()
     work = out / ".autograde"
     for folder in (work, out / "feedback"):
         folder.mkdir(parents=True, exist_ok=True)
+    return out, work
+
+
+def grade(options: Options, stream=sys.stdout) -> list[Result]:
+    out, work = _open_out(options.out)
     with _exclusive(work / "lock", out):
         try:
             return _grade(options, out, work, stream)
@@ -282,11 +288,7 @@ def _publish(results: list[Result], where: Publication) -> None:
 def merge_shards(shards: list[tuple[Path, Manifest]], out: Path, course_root: Path, similarity: bool = False,
                  started: float | None = None, stream=sys.stdout) -> list[Result]:
     """Join finished shards (checked by :func:`autograde.shards.check_shards`) into *out*, as one run would."""
-    warnings.filterwarnings("ignore", category=sqlalchemy.exc.SAWarning)
-    out = out.resolve()
-    work = out / ".autograde"
-    for folder in (work, out / "feedback"):
-        folder.mkdir(parents=True, exist_ok=True)
+    out, work = _open_out(out)
     with _exclusive(work / "lock", out):
         log = _run_logger(work)
         first = shards[0][1]

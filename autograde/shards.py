@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import AutogradeError
+from .results import atomic_write
 
 MANIFEST = "shard.json"
 
@@ -72,8 +73,6 @@ class Manifest:
     finished: bool = False  # False while grading, and for good if the run failed
 
     def write(self, out: Path) -> None:
-        from .results import atomic_write
-
         atomic_write(out / MANIFEST, json.dumps(asdict(self), indent=1, ensure_ascii=False))
 
     @classmethod
