@@ -6,10 +6,12 @@ changes what a hostile or broken notebook can do to the grading:
 * **An isolated kernel.** Its kernels come from :class:`autograde.sandbox.kernel.IsolatedKernelManager`: the OS
   keeps the notebook away from the course, the gradebooks, other submissions and the network.
 * **Tamper guard.** The kernel-side guard (:mod:`autograde.guard.in_kernel`) is installed by a first
-  cell the grader adds before the notebook's own, and short grader cells run before and after every
-  instructor cell (see that module). A graded test cell only keeps its result when both of its
-  guard cells ran and reported no tampering; otherwise the grader adds an error to it, which nbgrader
-  scores 0. The grader's cells are removed again before nbgrader saves grades and feedback.
+  cell the grader adds before the notebook's own, and its checks run before and after every instructor
+  cell. They ride on the cell before them as ``user_expressions``, which the kernel evaluates right after
+  that cell and returns in its reply, so they cost no message round trip; after a cell that raised (the
+  kernel then skips them) they run in a short cell of their own. A graded test cell only keeps its result
+  when both of its checks ran and reported no tampering; otherwise the grader adds an error to it, which
+  nbgrader scores 0. The grader's cells are removed again before nbgrader saves grades and feedback.
 * **Timeouts that hold.** A cell that runs past the timeout is interrupted (SIGINT) as nbgrader
   does; if the kernel ignores the interrupt, nbgrader would give up on the whole class with
   "kernel unresponsive": here the kernel and everything it started are killed, and the remaining
@@ -28,6 +30,7 @@ noticed goes into the notebook's ``autograde`` metadata (:func:`autograde.prepro
 """
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import re
@@ -66,6 +69,31 @@ def analyse_source(source: str) -> tuple[list[str], frozenset, frozenset]:
     """The names a cell binds, the builtins it uses, the modules it imports. The same instructor cells come back
     in every submission: the grading tool analyses them once, before it forks its workers."""
     return sorted(bound_names(source)), frozenset(used_builtins(source)), frozenset(imported_modules([source]))
+
+
+def _guard_cell(code: str, role: str, **extra) -> NotebookNode:
+    cell = new_code_cell(code)
+    cell.metadata[GUARD_ROLE] = dict(role=role, **extra)
+    return cell
+
+
+def _role(cell) -> str | None:
+    return cell.metadata.get(GUARD_ROLE, {}).get("role")
+
+
+def _next_checks(cells, index) -> list[dict]:
+    """The calls of the checks cell right after *index*, if there is one."""
+    following = cells[index + 1] if index + 1 < len(cells) else None
+    return following.metadata[GUARD_ROLE]["calls"] if following is not None and _role(following) == "checks" else []
+
+
+def _literal(text):
+    """The value a guard call returned, from the kernel's ``repr`` of it; None when it is not a plain string."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -116,20 +144,25 @@ class GuardedExecute(Execute):
 
     # -- planning ------------------------------------------------------------------------------
     def _plan(self, cells):
-        """The cells to run: the notebook's, with the grader's guard cells around instructor cells."""
+        """The cells to run: the notebook's, the grader's first cell, and between notebook cells a cell of the
+        guard's checks (what must run after the cell before it and before the cell after it). A checks cell's
+        calls ride on the cell before it (:meth:`_run_checks`); it only runs itself when they did not."""
         prefix = "AG" + secrets.token_hex(6)
         module = "_autograde_guard_" + secrets.token_hex(6)
         self._prefix, self._module = prefix, module
         ref = f"__import__('sys').modules[{module!r}]"
-        plan = []
+        plan, pending = [], []
 
-        def guard_cell(code, role, **extra):
-            cell = new_code_cell(code)
-            cell.metadata[GUARD_ROLE] = dict(role=role, **extra)
-            plan.append(cell)
+        def call(role, target, expr, token=None):
+            pending.append(dict(key=f"{role}-{target}", role=role, target=target, token=token, expr=f"{ref}.{expr}"))
+
+        def checks():
+            if pending:
+                plan.append(_guard_cell("pass", "checks", calls=list(pending)))
+                pending.clear()
 
         if self.guard:
-            guard_cell(
+            plan.append(_guard_cell(
                 "def __autograde_bootstrap(source, name, prefix, modules):\n"
                 "    import sys, types\n"
                 "    module = types.ModuleType(name)\n"
@@ -138,26 +171,29 @@ class GuardedExecute(Execute):
                 "    module.install(get_ipython(), prefix, modules)\n"
                 "    print(prefix + '-READY', flush=True)\n"
                 f"__autograde_bootstrap({GUARD_SOURCE!r}, {module!r}, {prefix!r}, {list(self.protected_modules)!r})\n"
-                "del __autograde_bootstrap\n", "preamble")
+                "del __autograde_bootstrap\n", "preamble"))
         builtins = sorted(set(CORE_BUILTINS) | set(self.builtin_names))
         for index, cell in enumerate(cells):
             instructor = (cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_solution(cell))
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             names = sorted(self.pins.get(grade_id, [])) if grade_id else []
-            if not (self.guard and instructor):
+            if self.guard and instructor and utils.is_grade(cell):
+                token = secrets.token_hex(8)
+                call("before", index, f"before({token!r}, {builtins!r})", token)
+                checks()
                 plan.append(cell)
-                continue
-            token = secrets.token_hex(8)
-            if utils.is_grade(cell):
-                guard_cell(f"{ref}.before({token!r}, {builtins!r})", "before", token=token, target=index)
-                plan.append(cell)
-                guard_cell(f"{ref}.after({token!r}, {names!r}); {ref}.record({names!r})", "after", token=token,
-                           target=index)
-            else:
+                call("after", index, f"after({token!r}, {names!r})", token)
+                call("record", index, f"record({names!r})")
+            elif self.guard and instructor:
                 # Setup cells: undo patches first, so that what they bind (torch, helpers) is genuine.
-                guard_cell(f"{ref}.restore()", "restore")
+                call("restore", index, "restore()")
+                checks()
                 plan.append(cell)
-                guard_cell(f"{ref}.record({names!r})", "record")
+                call("record", index, f"record({names!r})")
+            else:
+                checks()
+                plan.append(cell)
+        checks()
         return plan
 
     # -- nbclient hooks --------------------------------------------------------------------------
@@ -224,6 +260,7 @@ class GuardedExecute(Execute):
         self._check_assign_resources(resources)
         self._output_bytes, self._truncated = {}, set()
         self._ran = {}  # id(cell) -> "ok", "timed out" or "died": how far each cell of the plan got
+        self._checks = {}  # a guard call's key -> what it returned (None: it raised)
         try:
             run_sync(self._async_run)()
         finally:
@@ -253,7 +290,8 @@ class GuardedExecute(Execute):
                 for index, cell in enumerate(self.nb.cells):
                     if stopped:
                         break
-                    stopped = await self._run_cell(cell, index)
+                    stopped = await self._run_checks(cell, index) if _role(cell) == "checks" else \
+                        await self._run_cell(cell, index, _next_checks(self.nb.cells, index))
         except DeadKernelError:
             stopped = stopped or self._kernel_reason()
         if stopped:
@@ -262,7 +300,18 @@ class GuardedExecute(Execute):
             self.report["warm"] = bool(getattr(self._manager, "started_warm", False))
             self.report["kernel_cpu_s"] = self._stop_report().get("kernel_cpu_s")
 
-    async def _run_cell(self, cell, index):
+    async def _run_checks(self, cell, index):
+        """Run a checks cell's calls that did not come back with the reply of the cell before it."""
+        missing = [call for call in cell.metadata[GUARD_ROLE]["calls"] if call["key"] not in self._checks]
+        if not missing:
+            self._ran[id(cell)] = "ok"
+            return None
+        return await self._run_cell(cell, index, missing)
+
+    async def _run_cell(self, cell, index, calls=()):
+        """Run *cell*; the guard's *calls* ride on it as ``user_expressions``, whose results
+        :meth:`_collect_checks` keeps."""
+        self._send_with_next_cell(calls)
         guard = GUARD_ROLE in cell.metadata
         try:
             await self.async_execute_cell(cell, index, store_history=not guard)
@@ -283,8 +332,26 @@ class GuardedExecute(Execute):
             cell.setdefault("outputs", []).append(_error("KernelDied", reason[1]))
             self._ran[id(cell)] = "died"
             return reason
+        finally:
+            self._send_with_next_cell(())  # a cell nbclient skips (an empty one) sends nothing
         self._ran[id(cell)] = "ok"
         return None
+
+    def _send_with_next_cell(self, calls) -> None:
+        if hasattr(self.kc, "next_user_expressions"):  # else (another kernel client) the checks cells run
+            self.kc.next_user_expressions = {call["key"]: call["expr"] for call in calls} or None
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        self._collect_checks(kwargs.get("execute_reply"))
+
+    def _collect_checks(self, execute_reply) -> None:
+        """Keep what the guard's calls returned (a kernel evaluates ``user_expressions`` only after a cell that
+        raised no error)."""
+        results = ((execute_reply or {}).get("content") or {}).get("user_expressions") or {}
+        for key, result in results.items():  # a call that raised counts as not run as written: never retried
+            ok = isinstance(result, dict) and result.get("status") == "ok"
+            self._checks[key] = _literal(result.get("data", {}).get("text/plain")) if ok else None
 
     def _kernel_reason(self):
         why = self._stop_report()
@@ -303,29 +370,15 @@ class GuardedExecute(Execute):
 
     # -- verdicts --------------------------------------------------------------------------------
     def _verdicts(self, plan, original):
-        """Turn what the guard cells reported into the notebook's cells' outputs; drop the guard cells."""
+        """Turn what the guard's calls returned into the notebook's cells' outputs; drop the grader's cells."""
         report = self.report
         stopped = report.get("stopped")
         if stopped:
             report["statuses"].add(stopped[0])
             report["notes"].append(stopped[1])
-        guards = {}
-        preamble_ok = not self.guard
-        for cell in plan:
-            role = cell.metadata.get(GUARD_ROLE)
-            if not role:
-                continue
-            text = _stdout(cell)
-            if role["role"] == "preamble":
-                # The preamble runs before any of the student's code: failing here is the grader's problem.
-                preamble_ok = f"{self._prefix}-READY" in text
-                if not preamble_ok:
-                    errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", [])
-                              if o.get("output_type") == "error"]
-                    why = errors or (stopped[1:] if stopped else text[-500:])
-                    raise RuntimeError(f"the grader's first cell failed, before any of the notebook ran: {why}")
-            elif role["role"] in ("before", "after"):
-                guards[(role["role"], role["target"])] = (role["token"], text)
+        self._check_preamble(plan, stopped)
+        returned = {(call["role"], call["target"]): (call["token"], self._checks.get(call["key"]))
+                    for cell in plan if _role(cell) == "checks" for call in cell.metadata[GUARD_ROLE]["calls"]}
         for index, cell in enumerate(original):
             ran = self._ran.get(id(cell))
             if cell.cell_type != "code" or not utils.is_grade(cell) or utils.is_solution(cell):
@@ -334,9 +387,9 @@ class GuardedExecute(Execute):
                 why = stopped[1] if stopped else "it was not executed"
                 cell.setdefault("outputs", []).append(_error("NotRun", f"this test did not run: {why}"))
                 continue
-            if ran != "ok" or not self.guard or not preamble_ok:
+            if ran != "ok" or not self.guard:
                 continue
-            problems = self._check_guards(guards, index)
+            problems = self._check_guards(returned, index)
             if problems:
                 report["statuses"].add(st.TAMPERING)
                 report["tampering"].append(f"{cell.metadata['nbgrader']['grade_id']}: {problems}")
@@ -350,13 +403,20 @@ class GuardedExecute(Execute):
             report["notes"].append("the notebook tried to use more memory than allowed (MemoryError)")
         return original
 
-    def _check_guards(self, guards, index):
-        before = guards.get(("before", index))
-        after = guards.get(("after", index))
-        if not before or not after:
-            return "the grader's checks around it did not run"
-        token, text = before
-        match = re.search(rf"{self._prefix}-BEFORE {token} ?(.*)", text)
+    def _check_preamble(self, plan, stopped) -> None:
+        """The grader's first cell runs before any of the student's code: failing there is the grader's problem."""
+        if not self.guard:
+            return
+        text = _stdout(plan[0])
+        if f"{self._prefix}-READY" not in text:
+            errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in plan[0].get("outputs", [])
+                      if o.get("output_type") == "error"]
+            why = errors or (stopped[1:] if stopped else text[-500:])
+            raise RuntimeError(f"the grader's first cell failed, before any of the notebook ran: {why}")
+
+    def _check_guards(self, returned, index):
+        token, text = returned.get(("before", index), (None, None))
+        match = re.fullmatch(rf"{self._prefix}-BEFORE {token} ?(.*)", text or "")
         if not match:
             return "the grader's check before it did not run as written"
         undone = [item for item in match.group(1).strip().split("|") if item]
@@ -365,8 +425,8 @@ class GuardedExecute(Execute):
             note = "undone before a test: " + ", ".join(sorted(set(undone))[:12])
             if note not in self.report["tampering"]:
                 self.report["tampering"].append(note)
-        token, text = after
-        match = re.search(rf"{self._prefix}-AFTER {token} (OK|FAIL (.*))", text)
+        token, text = returned.get(("after", index), (None, None))
+        match = re.fullmatch(rf"{self._prefix}-AFTER {token} (OK|FAIL (.*))", text or "")
         if not match:
             return "the grader's check after it did not run as written"
         if match.group(1) != "OK":

@@ -142,13 +142,13 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
                        isolation=options.isolation, batch=len(found.submissions), reused=len(results),
                        lms=found.lms, ignored=ignored, shard=str(options.shard or ""))
     if todo:
+        prewarm(template)  # while the warm kernel server still imports torch
         if server is not None:
             if server.wait_ready():
                 settings.warm_server = server.socket_path
             else:
                 log.warning("the warm kernel server did not start (see %s); using cold kernels",
                             work / "warm-server.log")
-        prewarm(template)
     deadline = 120 + timeout * (sum(1 for c in template.release.cells if c.cell_type == "code") + 2)
     scheduler = Scheduler(template, settings, jobs, deadline, progress=options.progress,
                           keep_alive={server.process.pid} if server and server.process else ())

@@ -9,20 +9,21 @@ tensor subclasses that make every comparison true, ...
 
 The grader (:mod:`autograde.execute`) sends this file's source as the first cell, before any cell
 of the notebook, and ``install()`` takes a snapshot of everything above while it is still pristine.
-Around every graded test cell the grader then runs two short cells of its own:
+Around every graded test cell the grader then calls two functions of this module, as ``user_expressions``
+(which the kernel evaluates right after a cell and returns in its reply; :mod:`autograde.execute`):
 
 ``before(token)``
     puts the snapshot back (undoing any patch made by the student's cells), pins the names the
     instructor's cells bound (``torch``, ``nn``, helpers, test data) and the builtins to their
-    recorded values, disables ``__torch_function__`` overrides of tensor subclasses, and prints a
+    recorded values, disables ``__torch_function__`` overrides of tensor subclasses, and returns a
     one-time token.
 ``after(token)``
     checks that nothing protected changed *while the test ran* (a patch made from inside the
     student's function, called by the test), that no trace/profile hook was installed meanwhile,
-    gives the student's own bindings back, and prints the token with its verdict.
+    gives the student's own bindings back, and returns the token with its verdict.
 
 The grader only credits a test cell when both tokens arrived and ``after`` found nothing: anything
-that stops these cells from running as written (a broken ``__import__``, a fake ``run_cell``, a
+that stops these calls from running as written (a broken ``__import__``, a fake ``run_cell``, a
 dead kernel) makes the test count as failed. Tampering can lower a score, never raise it, unless
 it is written against this file in particular; see docs/instructors.md for what is out of reach.
 
@@ -36,8 +37,8 @@ import types
 _MISSING = object()
 from operator import eq as _eq, is_ as _is  # noqa: E402
 _type, _id, _len, _isinstance = type, id, len, isinstance
-_dict, _list, _tuple, _set, _sorted, _getattr, _setattr, _print, _callable, _vars, _hasattr = (
-    dict, list, tuple, set, sorted, getattr, setattr, print, callable, vars, hasattr)
+_dict, _list, _tuple, _set, _sorted, _getattr, _setattr, _callable, _vars, _hasattr = (
+    dict, list, tuple, set, sorted, getattr, setattr, callable, vars, hasattr)
 _MethodType, _ModuleType, _FunctionType = types.MethodType, types.ModuleType, types.FunctionType
 _MappingProxyType = types.MappingProxyType
 _settrace, _gettrace, _setprofile, _getprofile = sys.settrace, sys.gettrace, sys.setprofile, sys.getprofile
@@ -534,7 +535,7 @@ class _Guard:
             self.torch_ctx.__enter__()
         self.events = []
         self.in_test = True
-        _print(f"{self.prefix}-BEFORE {token} " + "|".join(_sorted(_set(undone))), flush=True)
+        return f"{self.prefix}-BEFORE {token} " + "|".join(_sorted(_set(undone)))
 
     def after(self, token, own_names=()):
         self.in_test = False
@@ -564,7 +565,7 @@ class _Guard:
                 user_ns[name] = value
         self.stash = {}
         verdict = "OK" if not problems else "FAIL " + "|".join(_sorted(_set(problems)))
-        _print(f"{self.prefix}-AFTER {token} {verdict}", flush=True)
+        return f"{self.prefix}-AFTER {token} {verdict}"
 
 
 _guard = None
@@ -576,9 +577,19 @@ def install(shell, token_prefix, extra_modules=()):
     _guard = _Guard(shell, token_prefix, extra_modules)
 
 
+def _as_in_a_cell(check, *args):
+    """The checks compare with a snapshot taken inside a cell; the grader calls them right after one, when IPython
+    has put the interpreter's own ``sys.displayhook`` back: its (genuine) display trap puts the cell's back."""
+    trap = _guard.shell_attrs.get("display_trap")
+    if trap is None:
+        return check(*args)
+    with trap:
+        return check(*args)
+
+
 def restore():
     """Before an instructor's setup cell: undo the notebook's patches, so that what the cell binds is genuine."""
-    _guard._differences(fix=True)
+    _as_in_a_cell(_guard._differences, True)
 
 
 def record(names):
@@ -586,8 +597,8 @@ def record(names):
 
 
 def before(token, builtin_names=()):
-    _guard.before(token, builtin_names)
+    return _as_in_a_cell(_guard.before, token, builtin_names)
 
 
 def after(token, own_names=()):
-    _guard.after(token, own_names)
+    return _as_in_a_cell(_guard.after, token, own_names)

@@ -27,10 +27,13 @@ import tempfile
 import time
 import uuid
 
+from queue import Empty
+
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-from traitlets import Bool, Enum, Integer, List, Unicode
+from traitlets import Bool, Enum, Integer, List, Type, Unicode
 
 from .bwrap import bwrap_command, isolation_problem
 from .supervisor import KernelRequest, Limits
@@ -192,8 +195,47 @@ class SandboxProvisioner(LocalProvisioner):
         return kernel.stopped or {}
 
 
+class GradingKernelClient(AsyncKernelClient):
+    """The client nbclient gets for a grading kernel.
+
+    * ``next_user_expressions``: evaluated by the kernel right after the next cell (the protocol's
+      ``user_expressions``), so that the tamper guard's checks ride on the cells they follow instead of costing a
+      message round trip each (:class:`autograde.execute.GuardedExecute`).
+    * Ready as soon as the kernel answers ``kernel_info`` on both channels: jupyter_client then waits until IOPub
+      has been quiet for 0.2 s, which only discards messages that nbclient ignores anyway (they belong to no cell).
+    """
+
+    next_user_expressions: dict | None = None
+
+    def execute(self, code, silent=False, store_history=True, user_expressions=None, allow_stdin=None,
+                stop_on_error=True):
+        if user_expressions is None:
+            user_expressions, self.next_user_expressions = self.next_user_expressions, None
+        return super().execute(code, silent, store_history, user_expressions, allow_stdin, stop_on_error)
+
+    async def _wait_until_answering(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (START_TIMEOUT_S if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            msg_id = self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    await self.iopub_channel.get_msg(timeout=0.2)  # IOPub is connected too
+                    self._handle_kernel_info_reply(reply)
+                    return
+            except Empty:
+                pass
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+        raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+    wait_for_ready = _wait_until_answering
+
+
 class IsolatedKernelManager(AsyncKernelManager):
     """An AsyncKernelManager for grading: this environment's Python, IPC sockets, an isolated, supervised kernel."""
+
+    client_factory = Type(GradingKernelClient, klass=AsyncKernelClient)
 
     isolation = Enum(["bwrap", "none"], "bwrap", help="bwrap: the OS isolates each kernel (see "
                      "autograde.sandbox.bwrap); none: the kernel runs with the grader's own access").tag(config=True)
