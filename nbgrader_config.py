@@ -31,8 +31,10 @@ c.Exchange.root = os.path.join(COURSE_ROOT, "exchange")
 # nbgrader's own steps, with the grading plugins in their places.
 c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCells, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
                                       CheckCellMetadata]
+# (nbgrader's default checks the cells' nbgrader metadata once more at the end: GuardedExecute gives back the cells
+# it was given with their metadata untouched, so the check while sanitizing is enough.)
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+                                       SaveAutoGrades, AssignLatePenalties]
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 
 # A whole notebook gets this long per cell; the reference solution needs a few seconds in all.

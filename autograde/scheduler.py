@@ -12,6 +12,7 @@ orphans that land on the main process (a subreaper). Ctrl-C stops everything cle
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -69,6 +70,7 @@ class Scheduler:
         self.pending, self.running, self.results = deque(jobs), {}, []
         self.attempts, self.counts, self.on_result = Counter(), Counter(), on_result
         self.results_dir.mkdir(parents=True, exist_ok=True)
+        gc.freeze()  # what the workers inherit stays out of their garbage collections (and in shared memory pages)
         self.bar = tqdm(total=len(jobs), unit="nb", desc="grading", disable=not self.progress or not jobs,
                         file=sys.stderr, dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
         try:

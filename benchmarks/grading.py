@@ -7,7 +7,9 @@ side by side in one run, each in a fresh folder:
 * this tool with its defaults (every kernel isolated by bubblewrap, warm kernels, one job per core), and with
   cold kernels (``--kernel cold``: every kernel a fresh bubblewrap sandbox and Python).
 
-Times are wall-clock; CPU is user+system of every process involved (kernels included), from ``RUSAGE_CHILDREN``.
+Times are wall-clock; CPU is user+system of every process involved, from ``RUSAGE_CHILDREN``, plus for this tool
+each kernel's own CPU as its supervisor measured it (a kernel ends in a PID namespace of its own, and its time does
+not reach the grading run's ``RUSAGE_CHILDREN``).
 The tool's numbers include building its template course and writing feedback pages, which stock autograde does
 not do. Where each submission's time goes is read from the tool's own job logs (``--keep-work``).
 """
@@ -111,7 +113,9 @@ def _tool(folder: Path, course: Path, assignment: str, out: Path, extra: list[st
     wall, cpu, done = _measure(command, REPO, env)
     if done.returncode != 0:
         raise RuntimeError(f"autograde failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return wall, cpu, _outcomes(out / "grades.csv")
+    kernels = sum(json.loads(path.read_text())["kernel_cpu_s"] or 0.0
+                  for path in (out / ".autograde" / "cache").glob("*.json"))
+    return wall, cpu + kernels, _outcomes(out / "grades.csv")
 
 
 def run(course: Path = REPO, assignment: str = ASSIGNMENT) -> str:

@@ -17,6 +17,7 @@ The server ends, killing its supervisors, when the grading run that started it c
 """
 from __future__ import annotations
 
+import gc
 import glob
 import importlib
 import json
@@ -114,6 +115,9 @@ def serve(socket_path: str, kernel_sys_path: list[str], isolated: bool) -> None:
     listener.listen(64)
     os.chmod(socket_path, 0o600)
     supervisors: set[int] = set()
+    # What was imported lives as long as the kernels: out of their garbage collector's sight, a full collection
+    # in a kernel neither walks these ~350,000 objects (0.15 s each time) nor copies their memory pages.
+    gc.freeze()
     print("ready", flush=True)
     while True:
         readable, _, _ = select.select([listener, sys.stdin], [], [], 1.0)
