@@ -75,3 +75,16 @@ def test_a_patch_made_during_a_test_fails_it(monkeypatch):
     nb, _, report = _run(cells, monkeypatch)
     assert _errors(nb.cells[2]) == ["IntegrityError"]
     assert any("changed while the test ran: math.floor" in note for note in report["tampering"])
+
+
+def test_a_forged_text_form_of_the_verdicts_is_undone(monkeypatch):
+    # The verdicts travel as the text/plain form of a str: a printer for str that turns every FAIL into OK.
+    forge = ("_printers = get_ipython().display_formatter.formatters['text/plain']\n"
+             "_printers.for_type(str, lambda s, p, cycle: p.text(repr(s.split(' FAIL ')[0] + ' OK' "
+             "if ' FAIL ' in s else s)))\n")
+    cells = [_cell("import math", "setup"),
+             _cell(forge + "def answer():\n    math.floor = lambda x: 2\n    return 2", "answer", solution=True),
+             _cell("assert math.floor(2.5) == answer()", "test", grade=True)]
+    nb, _, report = _run(cells, monkeypatch)
+    assert _errors(nb.cells[2]) == ["IntegrityError"]
+    assert any("IPython's text form of str" in note for note in report["tampering"])
