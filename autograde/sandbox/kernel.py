@@ -27,6 +27,8 @@ import tempfile
 import time
 import uuid
 
+import zmq.asyncio
+
 from queue import Empty
 
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -203,9 +205,18 @@ class GradingKernelClient(AsyncKernelClient):
       message round trip each (:class:`autograde.execute.GuardedExecute`).
     * Ready as soon as the kernel answers ``kernel_info`` on both channels: jupyter_client then waits until IOPub
       has been quiet for 0.2 s, which only discards messages that nbclient ignores anyway (they belong to no cell).
+    * Connected as soon as the kernel listens (see ``_context_default``).
     """
 
     next_user_expressions: dict | None = None
+
+    def _context_default(self) -> zmq.asyncio.Context:
+        # The client connects while the kernel is still starting, before it has bound its sockets: ZeroMQ then
+        # tries again after RECONNECT_IVL, 100 ms by default, which every kernel would wait for.
+        self._created_context = True
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.RECONNECT_IVL, 10)
+        return context
 
     def execute(self, code, silent=False, store_history=True, user_expressions=None, allow_stdin=None,
                 stop_on_error=True):
