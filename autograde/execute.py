@@ -149,7 +149,7 @@ class GuardedExecute(Execute):
         calls ride on the cell before it (:meth:`_run_checks`); it only runs itself when they did not."""
         prefix = "AG" + secrets.token_hex(6)
         module = "_autograde_guard_" + secrets.token_hex(6)
-        self._prefix, self._module = prefix, module
+        self._prefix = prefix
         ref = f"__import__('sys').modules[{module!r}]"
         plan, pending = [], []
 
