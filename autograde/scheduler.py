@@ -87,6 +87,7 @@ class Scheduler:
             raise
         finally:
             self.bar.close()
+            gc.unfreeze()
         return self.results
 
     def _start(self, job: Job) -> None:

@@ -26,11 +26,9 @@ import sys
 import tempfile
 import time
 import uuid
-
-import zmq.asyncio
-
 from queue import Empty
 
+import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
@@ -218,14 +216,14 @@ class GradingKernelClient(AsyncKernelClient):
         context.setsockopt(zmq.RECONNECT_IVL, 10)
         return context
 
-    def execute(self, code, silent=False, store_history=True, user_expressions=None, allow_stdin=None,
-                stop_on_error=True):
+    def execute(self, code, silent=False, store_history=True, user_expressions=None, *args, **kwargs):
         if user_expressions is None:
             user_expressions, self.next_user_expressions = self.next_user_expressions, None
-        return super().execute(code, silent, store_history, user_expressions, allow_stdin, stop_on_error)
+        return super().execute(code, silent, store_history, user_expressions, *args, **kwargs)
 
     async def _wait_until_answering(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (START_TIMEOUT_S if timeout is None else timeout)
+        timeout = START_TIMEOUT_S if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg_id = self.kernel_info()
             try:
