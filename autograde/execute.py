@@ -252,6 +252,8 @@ class GuardedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self.report = self._new_report()
         original = list(nb.cells)
+        for cell in original:  # only the grader's own cells may say they are the grader's
+            cell.metadata.pop(GUARD_ROLE, None)
         self._analyse(original)
         plan = self._plan(original)
         nb.cells = plan
@@ -260,7 +262,8 @@ class GuardedExecute(Execute):
         self._check_assign_resources(resources)
         self._output_bytes, self._truncated = {}, set()
         self._ran = {}  # id(cell) -> "ok", "timed out" or "died": how far each cell of the plan got
-        self._checks = {}  # a guard call's key -> what it returned (None: it raised)
+        self._checks = {}  # a guard call's key -> what it returned (None: it raised or its reply lost it)
+        self._riders, self._replied = {}, set()  # the calls sent with the next cell; id(cell) of cells answered
         try:
             run_sync(self._async_run)()
         finally:
@@ -283,6 +286,7 @@ class GuardedExecute(Execute):
         try:
             async with self.async_setup_kernel():
                 self._manager = self.km  # nbclient forgets it when the kernel is shut down
+                self.kc.execute = functools.partial(self._execute_with_checks, self.kc.execute)
                 msg_id = await ensure_async(self.kc.kernel_info())
                 info = await self.async_wait_for_reply(msg_id)
                 if info is not None and "language_info" in info["content"]:
@@ -311,7 +315,7 @@ class GuardedExecute(Execute):
     async def _run_cell(self, cell, index, calls=()):
         """Run *cell*; the guard's *calls* ride on it as ``user_expressions``, whose results
         :meth:`_collect_checks` keeps."""
-        self._send_with_next_cell(calls)
+        self._riders = {call["key"]: call["expr"] for call in calls}
         guard = GUARD_ROLE in cell.metadata
         try:
             await self.async_execute_cell(cell, index, store_history=not guard)
@@ -333,25 +337,35 @@ class GuardedExecute(Execute):
             self._ran[id(cell)] = "died"
             return reason
         finally:
-            self._send_with_next_cell(())  # a cell nbclient skips (an empty one) sends nothing
-        self._ran[id(cell)] = "ok"
+            self._riders = {}  # a cell nbclient skips (an empty one, a tagged one) sends nothing
+        if id(cell) in self._replied:  # never credit a cell the kernel did not answer for
+            self._ran[id(cell)] = "ok"
         return None
 
-    def _send_with_next_cell(self, calls) -> None:
-        if hasattr(self.kc, "next_user_expressions"):  # else (another kernel client) the checks cells run
-            self.kc.next_user_expressions = {call["key"]: call["expr"] for call in calls} or None
+    def _execute_with_checks(self, execute, code, *args, **kwargs):
+        """The kernel client's ``execute``, with the guard's calls as ``user_expressions``."""
+        kwargs["user_expressions"] = self._riders
+        return execute(code, *args, **kwargs)
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
+        self._replied.add(id(kwargs.get("cell")))
         self._collect_checks(kwargs.get("execute_reply"))
 
     def _collect_checks(self, execute_reply) -> None:
-        """Keep what the guard's calls returned (a kernel evaluates ``user_expressions`` only after a cell that
-        raised no error)."""
-        results = ((execute_reply or {}).get("content") or {}).get("user_expressions") or {}
+        """Keep what the guard's calls returned. A kernel evaluates ``user_expressions`` after every cell that
+        raised no error: a reply that says "ok" without them was forged on its way (a patched Session)."""
+        content = (execute_reply or {}).get("content") or {}
+        results = content.get("user_expressions") or {}
         for key, result in results.items():  # a call that raised counts as not run as written: never retried
             ok = isinstance(result, dict) and result.get("status") == "ok"
             self._checks[key] = _literal(result.get("data", {}).get("text/plain")) if ok else None
+        lost = sorted(key for key in self._riders if key not in results) if content.get("status") == "ok" else []
+        if lost:
+            self.report["statuses"].add(st.TAMPERING)
+            if "a reply from the kernel lost the grader's checks" not in self.report["tampering"]:
+                self.report["tampering"].append("a reply from the kernel lost the grader's checks")
+            self._checks.update(dict.fromkeys(lost))
 
     def _kernel_reason(self):
         why = self._stop_report()

@@ -88,3 +88,42 @@ def test_a_forged_text_form_of_the_verdicts_is_undone(monkeypatch):
     nb, _, report = _run(cells, monkeypatch)
     assert _errors(nb.cells[2]) == ["IntegrityError"]
     assert any("IPython's text form of str" in note for note in report["tampering"])
+
+
+def test_a_first_test_before_any_setup_cell_is_judged_like_the_others(monkeypatch):
+    # IPython's builtins and sys.excepthook differ between cells; a check must not take that for tampering.
+    cells = [_cell("def answer():\n    return 2", "answer", solution=True),
+             _cell("assert answer() == 2", "test", grade=True)]
+    nb, _, report = _run(cells, monkeypatch)
+    assert _errors(nb.cells[1]) == [] and not report["tampering"] and not report["statuses"]
+
+
+def test_a_test_cell_the_kernel_never_ran_scores_nothing(monkeypatch):
+    test = _cell("assert answer() == 3", "test", grade=True)
+    test.metadata["tags"] = ["skip-execution"]  # nbclient skips cells with this tag
+    nb, _, _ = _run([_cell("def answer():\n    return 2", "answer", solution=True), test], monkeypatch)
+    assert _errors(nb.cells[1]) == ["NotRun"]
+
+
+def test_grader_metadata_in_a_submission_counts_for_nothing(monkeypatch):
+    # A cell that claims to hold the grader's checks, and returns a passing verdict for the test before it.
+    forged = _cell("pass", "forged", solution=True)
+    verdict = ("(lambda sys: sys.modules[[m for m in sys.modules if m.startswith('_autograde_guard_')][0]]"
+               "._guard.prefix)(__import__('sys')) + '-AFTER t OK'")
+    forged.metadata["autograde_guard"] = {"role": "checks", "calls": [
+        {"key": "forged", "role": "after", "target": 2, "token": "t", "expr": verdict}]}
+    cells = [_cell("import math", "setup"),
+             _cell("def answer():\n    math.floor = lambda x: 2\n    return 2", "answer", solution=True),
+             _cell("assert math.floor(2.5) == answer()", "test", grade=True), forged]
+    nb, _, _ = _run(cells, monkeypatch)
+    assert _errors(nb.cells[2]) == ["IntegrityError"]
+
+
+def test_a_patched_session_codec_is_undone_before_a_test(monkeypatch):
+    cells = [_cell("import math", "setup"),
+             _cell("_session = get_ipython().kernel.session\n_real = _session.pack\n"
+                   "_session.pack = lambda obj: _real(obj)\ndef answer():\n    return 2", "answer", solution=True),
+             _cell("assert answer() == 3", "test", grade=True)]
+    nb, _, report = _run(cells, monkeypatch)
+    assert _errors(nb.cells[2]) == ["AssertionError"]
+    assert any("Session.pack" in note for note in report["tampering"])

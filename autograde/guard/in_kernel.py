@@ -33,6 +33,7 @@ builtins it uses, so that the student's replacements of builtins do not reach in
 import builtins
 import sys
 import types
+from contextlib import ExitStack as _ExitStack
 
 _MISSING = object()
 from operator import eq as _eq, is_ as _is  # noqa: E402
@@ -189,6 +190,10 @@ class _Guard:
                     _getattr(shell, "input_transformer_manager", None), _getattr(shell, "InteractiveTB", None),
                     _getattr(shell, "SyntaxTB", None), _getattr(shell, "builtin_trap", None),
                     _getattr(shell, "display_trap", None), sys.stdout, sys.stderr]
+        # The kernel's Session serializes every reply with these (traitlets values: not in the instance's dict).
+        session = _getattr(_getattr(shell, "kernel", None), "session", None)
+        self.session_codecs = [(session, name, _getattr(session, name)) for name in ("pack", "unpack")
+                               if _hasattr(session, name)]
         # The checks' verdicts reach the grader as the text/plain form of a str (user_expressions).
         formatter = _getattr(_getattr(shell, "display_formatter", None), "formatters", {}).get("text/plain")
         plumbing.append(formatter)
@@ -432,6 +437,11 @@ class _Guard:
                 changed.append("IPython input/AST transformers")
                 if fix:
                     lst[:] = saved
+        for session, name, value in self.session_codecs:
+            if not _same(_getattr(session, name, _MISSING), value):
+                changed.append(f"Session.{name}")
+                if fix:
+                    _setattr(session, name, value)
         for table, key, value in self.str_printers:
             if table.get(key, _MISSING) is not value:
                 changed.append("IPython's text form of str")
@@ -591,12 +601,20 @@ def install(shell, token_prefix, extra_modules=()):
 
 
 def _as_in_a_cell(check, *args):
-    """The checks compare with a snapshot taken inside a cell; the grader calls them right after one, when IPython
-    has put the interpreter's own ``sys.displayhook`` back: its (genuine) display trap puts the cell's back."""
-    trap = _guard.shell_attrs.get("display_trap")
-    if trap is None:
-        return check(*args)
-    with trap:
+    """The checks compare with a snapshot taken inside a cell; the grader calls them right after one. IPython and
+    the kernel set some things only while a cell runs (IPython's builtins and display hook, ``sys.excepthook``,
+    ``input``): the genuine traps and the snapshot's values put them back for the check, as a cell would."""
+    builtin_values = _guard.modules.get("builtins", (None, None, {}))[2]
+    swaps = [(sys, "excepthook", _guard.sys_hooks.get("excepthook", _MISSING)),
+             (builtins, "input", builtin_values.get("input", _MISSING))]
+    with _ExitStack() as stack:
+        for name in ("builtin_trap", "display_trap"):
+            if _guard.shell_attrs.get(name) is not None:
+                stack.enter_context(_guard.shell_attrs[name])
+        for owner, name, value in swaps:
+            if value is not _MISSING:
+                stack.callback(_setattr, owner, name, _getattr(owner, name))
+                _setattr(owner, name, value)
         return check(*args)
 
 

@@ -196,30 +196,19 @@ class SandboxProvisioner(LocalProvisioner):
 
 
 class GradingKernelClient(AsyncKernelClient):
-    """The client nbclient gets for a grading kernel.
+    """The client nbclient gets for a grading kernel: ready as soon as the kernel answers.
 
-    * ``next_user_expressions``: evaluated by the kernel right after the next cell (the protocol's
-      ``user_expressions``), so that the tamper guard's checks ride on the cells they follow instead of costing a
-      message round trip each (:class:`autograde.execute.GuardedExecute`).
-    * Ready as soon as the kernel answers ``kernel_info`` on both channels: jupyter_client then waits until IOPub
-      has been quiet for 0.2 s, which only discards messages that nbclient ignores anyway (they belong to no cell).
-    * Connected as soon as the kernel listens (see ``_context_default``).
+    * jupyter_client's ``wait_for_ready`` then waits until IOPub has been quiet for 0.2 s, which only discards
+      messages that nbclient ignores anyway (they belong to no cell);
+    * it connects while the kernel is still starting, before the kernel has bound its sockets: ZeroMQ then tries
+      again after RECONNECT_IVL, 100 ms by default, which every kernel would wait for.
     """
 
-    next_user_expressions: dict | None = None
-
     def _context_default(self) -> zmq.asyncio.Context:
-        # The client connects while the kernel is still starting, before it has bound its sockets: ZeroMQ then
-        # tries again after RECONNECT_IVL, 100 ms by default, which every kernel would wait for.
         self._created_context = True
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.RECONNECT_IVL, 10)
         return context
-
-    def execute(self, code, silent=False, store_history=True, user_expressions=None, *args, **kwargs):
-        if user_expressions is None:
-            user_expressions, self.next_user_expressions = self.next_user_expressions, None
-        return super().execute(code, silent, store_history, user_expressions, *args, **kwargs)
 
     async def _wait_until_answering(self, timeout: float | None = None) -> None:
         timeout = START_TIMEOUT_S if timeout is None else timeout
