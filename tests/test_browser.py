@@ -118,13 +118,19 @@ def run_all_and_save(page, path, timeout=1800):
     """Run All from the menu, wait for the kernel to finish, save, and read back what the browser saved. *timeout*
     only stops a hung run: how long a lesson takes is measured by make bench, not here."""
     menu(page, "Run", "Run All Cells")
-    deadline = time.monotonic() + timeout
+    deadline, idle_polls = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
         page.wait_for_timeout(1000)
         busy = page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']").count()
         pending = page.locator(".jp-InputPrompt", has_text="[*]").count()
-        if not busy and not pending:
+        unrun = page.locator(".jp-InputPrompt", has_text="[ ]").count()
+        failed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count()
+        if not busy and not pending and (not unrun or failed):
             break
+        idle_polls = idle_polls + 1 if not busy and not pending else 0
+        if idle_polls == 30:  # nothing started: the click did not reach the menu (a loaded machine, a dialog)
+            dismiss_news_prompt(page)
+            menu(page, "Run", "Run All Cells")
     else:
         raise AssertionError(f"{path.name} was still running after {timeout} s")
     page.keyboard.press("Control+s")
