@@ -4,9 +4,10 @@ The grading plugins make plain `nbgrader autograde`, formgrader's Autograde butt
 grade the same way, with the same protection (docs/instructors.md, "How grading works"):
 
 * RestoreCells puts back test and locked cells a submission deleted, edited, converted or unlocked;
-* GuardedExecute runs the notebook in a kernel isolated by the OS (bubblewrap: no view of the course, the
-  gradebooks, other submissions or the network), with a tamper guard around every test and timeouts that hold;
-* HideHiddenTests keeps the hidden tests out of feedback.
+* JudgedExecute runs the notebook in a kernel isolated by the OS (bubblewrap: no view of the course, the
+  gradebooks, other submissions or the network) with timeouts that hold; in place of each test cell the kernel runs
+  the test's probe, and the test's judge decides in the grader's process (source/<assignment>/grading/);
+* HideHiddenTests keeps hidden tests (of assignments graded the stock way) out of feedback.
 """
 import os
 
@@ -14,7 +15,7 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades,
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
-from autograde.execute import GuardedExecute
+from autograde.execute import JudgedExecute
 from autograde.preprocessors import HideHiddenTests, RestoreCells
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
@@ -25,15 +26,19 @@ c.CourseDirectory.root = COURSE_ROOT
 c.CourseDirectory.course_id = "resnet-skip-connections"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db")
 
+# An assignment's probes and judges (source/<assignment>/grading/) are the grader's: never released, never copied
+# next to a submission.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "grading"]
+
 # The exchange lives in the repository (git-ignored), so JupyterLab's assignment list works without set-up.
 c.Exchange.root = os.path.join(COURSE_ROOT, "exchange")
 
 # nbgrader's own steps, with the grading plugins in their places.
 c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCells, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
                                       CheckCellMetadata]
-# (nbgrader's default checks the cells' nbgrader metadata once more at the end: GuardedExecute gives back the cells
+# (nbgrader's default checks the cells' nbgrader metadata once more at the end: JudgedExecute gives back the cells
 # it was given with their metadata untouched, so the check while sanitizing is enough.)
-c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties]
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 

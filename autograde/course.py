@@ -33,8 +33,9 @@ from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells
 from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
-from .execute import GuardedExecute
+from .execute import JudgedExecute
 from .feedback import FeedbackExporter
+from .judging import FOLDER, Grading
 from .preprocessors import HideHiddenTests, RestoreCells, grade_id
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
@@ -85,16 +86,18 @@ def _subclass(item, cls) -> bool:
 
 def protect(config: Config) -> Config:
     """*config* with the grading plugins wherever the course's configuration lacks them: RestoreCells before
-    OverwriteCells, GuardedExecute (with its isolated kernels) instead of nbgrader's Execute, HideHiddenTests in
-    feedback."""
+    OverwriteCells, JudgedExecute (with its isolated kernels) instead of nbgrader's Execute, HideHiddenTests in
+    feedback; and an assignment's grading/ folder is never released nor copied beside a submission."""
     sanitize = _configured(config, Autograde, "sanitize_preprocessors")
     if not any(_subclass(pp, RestoreCells) for pp in sanitize):
         at = next((i for i, pp in enumerate(sanitize) if _subclass(pp, OverwriteCells)), len(sanitize))
         sanitize.insert(at, RestoreCells)
     config.Autograde.sanitize_preprocessors = sanitize
     config.Autograde.autograde_preprocessors = [
-        GuardedExecute if _subclass(pp, Execute) and not _subclass(pp, GuardedExecute) else pp
+        JudgedExecute if _subclass(pp, Execute) and not _subclass(pp, JudgedExecute) else pp
         for pp in _configured(config, Autograde, "autograde_preprocessors")]
+    ignored = _configured(config, CourseDirectory, "ignore")
+    config.CourseDirectory.ignore = ignored if FOLDER in ignored else [*ignored, FOLDER]
     feedback = list(config.GenerateFeedback.get("preprocessors") or [GetGrades])
     if not any(_subclass(pp, HideHiddenTests) for pp in feedback):
         at = next((i + 1 for i, pp in enumerate(feedback) if pp is GetGrades), 0)
@@ -157,7 +160,7 @@ class Course:
         return datetime.fromisoformat(row[0]).replace(tzinfo=timezone.utc) if row and row[0] else None
 
     def default_timeout(self) -> int:
-        for section in ("GuardedExecute", "Execute", "ExecutePreprocessor"):
+        for section in ("JudgedExecute", "Execute", "ExecutePreprocessor"):
             value = self.config.get(section, {}).get("timeout")
             if isinstance(value, int) and value > 0:
                 return value
@@ -182,6 +185,21 @@ class Template:
     @property
     def release_path(self) -> Path:
         return self.release_dir / self.course.notebook_path.name
+
+    @property
+    def source_notebook(self) -> Path:
+        """The template's copy of the source notebook: the reference answers the probes run on."""
+        return self.root / "source" / self.course.assignment / self.course.notebook_path.name
+
+    @property
+    def grading_dir(self) -> Path:
+        return self.root / "source" / self.course.assignment / FOLDER
+
+    def grading(self) -> Grading | None:
+        """The assignment's probes and judges (the template's copy), loaded once; None for a stock assignment."""
+        if not hasattr(self, "_grading"):
+            self._grading = Grading.find(self.grading_dir)
+        return self._grading
 
     def prepare(self, log: logging.Logger | None = None, duedate: datetime | None = None) -> "Template":
         self.fingerprint = self.course.fingerprint()
@@ -222,6 +240,12 @@ class Template:
         self.cells = [GradedCell(cell_id, points[cell_id]) for cell_id in order if cell_id in points]
         self.max_score = sum(cell.points for cell in self.cells)
         self.grade_ids = [grade_id(cell) for cell in self.release.cells if grade_id(cell)]
+        tests = [grade_id(cell) for cell in source.cells if cell.cell_type == "code" and grade_id(cell)
+                 and cell.metadata.nbgrader.get("grade") and not cell.metadata.nbgrader.get("solution")]
+        missing = self.grading().missing(tests) if self.grading() else []
+        if missing:
+            raise AutogradeError(f"{self.grading_dir.relative_to(self.root)} lacks a probe or a judge for the test "
+                                 f"cells {', '.join(missing)}: every graded test cell of a judged assignment needs both")
         self.data_files = [path for path in sorted(self.release_dir.rglob("*"))
                            if path.is_file() and path.suffix != ".ipynb"]
 

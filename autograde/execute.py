@@ -1,115 +1,76 @@
-"""nbgrader's Execute preprocessor, hardened for grading students' notebooks (configured in nbgrader_config.py).
+"""nbgrader's Execute preprocessor, for grading students' notebooks: the kernel computes, the grader judges.
 
-:class:`GuardedExecute` subclasses :class:`nbgrader.preprocessors.Execute` (itself nbclient) and
-changes what a hostile or broken notebook can do to the grading:
+:class:`JudgedExecute` subclasses :class:`nbgrader.preprocessors.Execute` (itself nbclient), and is composed in
+``nbgrader_config.py``, so that ``python -m autograde grade``, plain ``nbgrader autograde``, formgrader's Autograde
+button and the Gradescope runtime all grade this way:
 
-* **An isolated kernel.** Its kernels come from :class:`autograde.sandbox.kernel.IsolatedKernelManager`: the OS
-  keeps the notebook away from the course, the gradebooks, other submissions and the network.
-* **Tamper guard.** The kernel-side guard (:mod:`autograde.guard.in_kernel`) is installed by a first
-  cell the grader adds before the notebook's own, and its checks run before and after every instructor
-  cell. They ride on the cell before them as ``user_expressions``, which the kernel evaluates right after
-  that cell and returns in its reply, so they cost no message round trip; after a cell that raised (the
-  kernel then skips them) they run in a short cell of their own. A graded test cell only keeps its result
-  when both of its checks ran and reported no tampering; otherwise the grader adds an error to it, which
-  nbgrader scores 0. The grader's cells are removed again before nbgrader saves grades and feedback.
-* **Timeouts that hold.** A cell that runs past the timeout is interrupted (SIGINT) as nbgrader
-  does; if the kernel ignores the interrupt, nbgrader would give up on the whole class with
-  "kernel unresponsive": here the kernel and everything it started are killed, and the remaining
-  test cells are marked as not run (score 0).
-* **Dead kernels** (``os._exit``, a segfault, the memory watchdog) end the run the same way, with
-  the reason the sandbox supervisor recorded.
-* **Output caps.** A cell's printed output and displays stop being collected after
-  ``max_output_bytes`` (one marker per stream says so, keeping stderr's meaning for nbgrader);
-  errors and ``execute_result`` values, which decide grades, are always kept (truncated if huge).
-* **Never credit what did not run.** nbgrader gives full marks to a test cell without outputs;
-  every test cell that was not executed to the end gets an explicit error instead.
+* **Probes and judges.** When the assignment has a ``grading/`` folder beside its notebook in ``source/``
+  (:class:`autograde.judging.Grading`), no test cell's own code runs in the student's kernel. In its place the
+  kernel runs the test's *probe*, which calls the student's code on inputs drawn from a seed the kernel only
+  learns then, and sends back what it observed as plain data. The test's *judge* decides in this process,
+  comparing those observations with what it computes itself and with the *reference* observations: the same
+  probes run on the source notebook's own answers in a trusted kernel, once per process and seed. A test gets
+  its points only from a judge's positive verdict, which the grader writes as the cell's output; whatever the
+  kernel printed there is dropped. Hidden tests and expected values never enter the kernel.
+* **An isolated kernel** (:class:`autograde.sandbox.kernel.IsolatedKernelManager`), working in a throw-away folder
+  of its own: the grader copies the assignment's data files in and never reads anything back from it.
+* **Timeouts that hold.** A cell past the timeout is interrupted, as nbgrader does; a kernel that ignores the
+  interrupt is killed with everything it started, and the tests after it are marked as not run (score 0).
+* **Dead kernels** (``os._exit``, a segfault, the memory watchdog) end the run the same way, with the reason the
+  sandbox supervisor recorded.
+* **Output caps.** A cell's printed output and displays stop being collected after ``max_output_bytes``;
+  errors and results are always kept (truncated if huge).
 
-What it protects is read from the notebook itself (after nbgrader's OverwriteCells put the instructor's cells
-back): the names the instructor's locked cells bind, the builtins they use and the modules they import. What it
-noticed goes into the notebook's ``autograde`` metadata (:func:`autograde.preprocessors.report`).
+An assignment without ``grading/`` is graded as stock nbgrader grades it: its test cells run in the kernel, and a
+test without an error counts as passed. What happened goes into the notebook's ``autograde`` metadata
+(:func:`autograde.preprocessors.report`).
 """
 from __future__ import annotations
 
-import ast
-import functools
 import json
-import re
+import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
+import nbformat
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbformat import NotebookNode
-from nbformat.v4 import new_code_cell, new_output
+from nbformat.v4 import new_code_cell, new_notebook, new_output
 from nbgrader import utils
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer, Unicode
+from traitlets import Integer, Unicode
 
 from . import status as st
-from .guard.source import bound_names, imported_modules, used_builtins
+from .judging import FOLDER, MIME, Grading
 from .preprocessors import add_to_report, report
 from .sandbox.kernel import IsolatedKernelManager
 from .sandbox.supervisor import MEMORY_LIMIT, TOO_MANY_PROCESSES
 
-GUARD_SOURCE = (Path(__file__).parent / "guard" / "in_kernel.py").read_text()
-GUARD_ROLE = "autograde_guard"
-
-# Builtins a test cell is likely to call; names the test cells use are added per assignment.
-CORE_BUILTINS = sorted({
-    "abs", "all", "any", "bool", "callable", "dict", "enumerate", "float", "getattr", "hasattr", "int",
-    "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "print", "range",
-    "repr", "round", "set", "sorted", "str", "sum", "tuple", "type", "zip", "AssertionError",
-    "Exception", "TypeError", "ValueError", "RuntimeError", "NotImplementedError", "__import__",
-})
+_PROCESS_SEED = secrets.randbits(62)  # plain `nbgrader autograde`: one seed for the whole command
+_REFERENCES: dict[tuple, dict] = {}  # (grading folder, reference notebook, seed) -> grade_id -> observations
 
 
-@functools.lru_cache(maxsize=1024)
-def analyse_source(source: str) -> tuple[list[str], frozenset, frozenset]:
-    """The names a cell binds, the builtins it uses, the modules it imports. The same instructor cells come back
-    in every submission: the grading tool analyses them once, before it forks its workers."""
-    return sorted(bound_names(source)), frozenset(used_builtins(source)), frozenset(imported_modules([source]))
+def is_test(cell) -> bool:
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
-def _guard_cell(code: str, role: str, **extra) -> NotebookNode:
-    cell = new_code_cell(code)
-    cell.metadata[GUARD_ROLE] = dict(role=role, **extra)
-    return cell
-
-
-def _role(cell) -> str | None:
-    return cell.metadata.get(GUARD_ROLE, {}).get("role")
-
-
-def _next_checks(cells, index) -> list[dict]:
-    """The calls of the checks cell right after *index*, if there is one."""
-    following = cells[index + 1] if index + 1 < len(cells) else None
-    return following.metadata[GUARD_ROLE]["calls"] if following is not None and _role(following) == "checks" else []
-
-
-def _literal(text):
-    """The value a guard call returned, from the kernel's ``repr`` of it; None when it is not a plain string."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-def _error(ename: str, evalue: str) -> NotebookNode:
+def _error(ename: str, evalue: str):
     return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
-def _stdout(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", [])
-                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+class JudgedExecute(Execute):
+    """Execute whose tests are probed in the kernel and judged here (see the module docstring)."""
 
-
-class GuardedExecute(Execute):
-    """Execute with a tamper guard, hard timeouts, output caps (see the module docstring)."""
-
-    guard = Bool(True, help="Install the tamper guard around instructor cells").tag(config=True)
-    guard_timeout = Integer(30, help="Seconds a grader cell may take").tag(config=True)
+    grading_dir = Unicode("", help="the assignment's probes and judges; default: source/<assignment>/grading").tag(
+        config=True)
+    reference_notebook = Unicode("", help="the notebook with the reference answers; default: the source "
+                                          "notebook of the same name").tag(config=True)
+    seed = Integer(0, help="the probes' seed; 0 draws a new one for each process").tag(config=True)
+    max_observation_bytes = Integer(8_000_000, help="largest observation a probe may send").tag(config=True)
     max_output_bytes = Integer(200_000, help="Output collected per cell; -1 for no limit").tag(config=True)
     max_error_chars = Integer(20_000, help="Longest error message kept").tag(config=True)
     shutdown_kernel = Unicode("immediate", help="the supervisor kills the kernel and its processes at once").tag(
@@ -120,95 +81,161 @@ class GuardedExecute(Execute):
         kwargs.setdefault("kernel_manager_class", IsolatedKernelManager)
         super().__init__(*args, **kwargs)
 
-    def _analyse(self, cells) -> None:
-        """What the guard protects, from the instructor's code cells (the locked ones: tests, hidden tests
-        included, and given code): the names each binds, the builtins they use, the modules they import (less
-        those whose state changes as they are used: pyplot's current figure)."""
-        instructor = [cell for cell in cells if cell.cell_type == "code" and utils.is_locked(cell)
-                      and not utils.is_solution(cell)]
-        self.pins, builtins, modules = {}, set(), set()
-        for cell in instructor:
-            names, used, imported = analyse_source(cell.source)
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if grade_id:
-                self.pins[grade_id] = names
-                builtins |= used
-            modules |= imported
-        self.builtin_names = sorted(builtins)
-        self.protected_modules = sorted(name for name in modules
-                                        if name.split(".")[0] not in ("matplotlib", "mpl_toolkits", "seaborn"))
+    # -- where things are ------------------------------------------------------------------------
+    def _source_path(self, resources, name: str) -> Path | None:
+        info = (resources or {}).get("nbgrader", {})
+        if "assignment" not in info:
+            return None
+        coursedir = CourseDirectory(parent=self)
+        return Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / name
 
-    @staticmethod
-    def _new_report() -> dict:
-        return {"statuses": set(), "notes": [], "tampering": []}
+    def grading(self, resources=None) -> Grading | None:
+        return Grading.find(self.grading_dir or self._source_path(resources, FOLDER))
 
-    # -- planning ------------------------------------------------------------------------------
-    def _plan(self, cells):
-        """The cells to run: the notebook's, the grader's first cell, and between notebook cells a cell of the
-        guard's checks (what must run after the cell before it and before the cell after it). A checks cell's
-        calls ride on the cell before it (:meth:`_run_checks`); it only runs itself when they did not."""
-        prefix = "AG" + secrets.token_hex(6)
-        module = "_autograde_guard_" + secrets.token_hex(6)
-        self._prefix = prefix
-        ref = f"__import__('sys').modules[{module!r}]"
-        plan, pending = [], []
+    def _reference_path(self, resources) -> Path:
+        if self.reference_notebook:
+            return Path(self.reference_notebook)
+        return self._source_path(resources, f"{resources['nbgrader']['notebook']}.ipynb")
 
-        def call(role, target, expr, token=None):
-            pending.append(dict(key=f"{role}-{target}", role=role, target=target, token=token, expr=f"{ref}.{expr}"))
+    def run_seed(self) -> int:
+        return self.seed or _PROCESS_SEED
 
-        def checks():
-            if pending:
-                plan.append(_guard_cell("pass", "checks", calls=list(pending)))
-                pending.clear()
+    # -- the run -------------------------------------------------------------------------------
+    def preprocess(self, nb, resources=None, km=None):
+        grading = self.grading(resources)
+        tests = [cell for cell in nb.cells if is_test(cell)]
+        reference = None
+        if grading is not None:
+            _check_complete(grading, tests)
+            reference = self.reference(grading, self._reference_path(resources))
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):  # a submission brings no verdicts of its own
+                output.get("data", {}).pop(MIME, None)
+        self._observe(nb, resources, km, grading)
+        if grading is None:
+            self._mark_not_run(tests)
+        else:
+            self._judge(tests, grading, reference)
+        self._write_report(nb)
+        return nb, self.resources
 
-        if self.guard:
-            plan.append(_guard_cell(
-                "def __autograde_bootstrap(source, name, prefix, modules):\n"
-                "    import sys, types\n"
-                "    module = types.ModuleType(name)\n"
-                "    sys.modules[name] = module\n"
-                "    exec(compile(source, '<autograde guard>', 'exec'), module.__dict__)\n"
-                "    module.install(get_ipython(), prefix, modules)\n"
-                "    print(prefix + '-READY', flush=True)\n"
-                f"__autograde_bootstrap({GUARD_SOURCE!r}, {module!r}, {prefix!r}, {list(self.protected_modules)!r})\n"
-                "del __autograde_bootstrap\n", "preamble"))
-        builtins = sorted(set(CORE_BUILTINS) | set(self.builtin_names))
-        for index, cell in enumerate(cells):
-            instructor = (cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_solution(cell))
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            names = sorted(self.pins.get(grade_id, [])) if grade_id else []
-            if self.guard and instructor and utils.is_grade(cell):
-                token = secrets.token_hex(8)
-                call("before", index, f"before({token!r}, {builtins!r})", token)
-                checks()
-                plan.append(cell)
-                call("after", index, f"after({token!r}, {names!r})", token)
-                call("record", index, f"record({names!r})")
-            elif self.guard and instructor:
-                # Setup cells: undo patches first, so that what they bind (torch, helpers) is genuine.
-                call("restore", index, "restore()")
-                checks()
-                plan.append(cell)
-                call("record", index, f"record({names!r})")
-            else:
-                checks()
-                plan.append(cell)
-        checks()
-        return plan
+    def reference_key(self, grading: Grading, notebook: Path) -> tuple:
+        return str(grading.folder), str(Path(notebook).resolve()), self.run_seed()
+
+    def reference(self, grading: Grading, notebook: Path) -> dict:
+        """The probes' observations of the reference answers, with this run's seed: computed once per process."""
+        key = self.reference_key(grading, notebook)
+        if key not in _REFERENCES:
+            remember_reference(key, self.observe_reference(grading, notebook))
+        return _REFERENCES[key]
+
+    def observe_reference(self, grading: Grading, notebook: Path) -> dict:
+        """Run the reference answers and every test's probe in a fresh kernel that runs no student's code."""
+        source = nbformat.read(notebook, as_version=4)
+        cells = [cell for cell in source.cells if cell.cell_type == "code" and (
+            utils.is_solution(cell) or utils.is_locked(cell) or utils.is_grade(cell))]
+        runner = type(self)(parent=self.parent, config=self.config, seed=self.run_seed())
+        observed = runner._observe(new_notebook(cells=cells, metadata=source.metadata),
+                                   {"metadata": {"path": str(Path(notebook).parent)}}, None, grading)
+        problems = [f"{grade_id}: {_describe(observed.get(grade_id))}" for grade_id in
+                    (cell.metadata.nbgrader.grade_id for cell in cells if is_test(cell))
+                    if not isinstance(observed.get(grade_id), dict) or "stopped" in observed[grade_id]]
+        if problems or runner.report.get("stopped"):
+            why = "; ".join(problems) or runner.report["stopped"][1]
+            raise RuntimeError(f"the reference answers in {notebook} fail their own probes: {why[:2000]}")
+        return observed
+
+    def _observe(self, nb, resources, km, grading: Grading | None) -> dict:
+        """Execute *nb* (its tests' probes in place of the tests) in a throw-away folder; the observations."""
+        self.report = {"statuses": set(), "notes": []}
+        self._grading, self._observed = grading, {}
+        NotebookClient.__init__(self, nb, km)  # as ExecutePreprocessor.preprocess does
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources or {})
+        self._output_bytes, self._truncated, self._ran, self._probing = {}, set(), {}, None
+        if self.km is None:
+            self.km = self.create_kernel_manager()
+        workdir = _work_folder(self.resources.get("metadata", {}).get("path"), getattr(self.km, "runtime_root", None))
+        try:
+            run_sync(self._async_run)(workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        stopped = self.report.get("stopped")
+        if stopped:
+            self.report["statuses"].add(stopped[0])
+            self.report["notes"].append(stopped[1])
+        return self._observed
+
+    async def _async_run(self, workdir: str):
+        stopped, self._manager = None, None
+        try:
+            async with self.async_setup_kernel(cwd=workdir):
+                self._manager = self.km  # nbclient forgets it when the kernel is shut down
+                msg_id = await ensure_async(self.kc.kernel_info())
+                info = await self.async_wait_for_reply(msg_id)
+                if info is not None and "language_info" in info["content"]:
+                    self.nb.metadata["language_info"] = info["content"]["language_info"]
+                for index, cell in enumerate(self.nb.cells):
+                    stopped = await self._run(cell, index)
+                    if stopped:
+                        break
+        except DeadKernelError:
+            stopped = stopped or self._kernel_reason()
+        if stopped:
+            self.report["stopped"] = stopped
+        if self._manager is not None:
+            self.report["warm"] = bool(getattr(self._manager, "started_warm", False))
+            self.report["kernel_cpu_s"] = self._stop_report().get("kernel_cpu_s")
+
+    async def _run(self, cell, index):
+        """Run *cell*, or its probe in its place when it is a judged test; returns why the run must stop, if so."""
+        if self._grading is None or not is_test(cell):
+            return await self._run_cell(cell, index)
+        grade_id = cell.metadata.nbgrader.grade_id
+        probe = new_code_cell(self._grading.probe_code(grade_id, self.run_seed(), self.max_observation_bytes))
+        self._probing = grade_id
+        try:
+            return await self._run_cell(probe, index, store_history=False)
+        finally:
+            self._probing = None
+            self._ran[grade_id] = self._ran.pop(id(probe), None)
+            self.nb.cells[index] = cell  # nbclient keeps the cell it ran in the notebook: the test cell goes back
+
+    async def _run_cell(self, cell, index, store_history=True):
+        try:
+            await self.async_execute_cell(cell, index, store_history=store_history)
+        except CellTimeoutError:
+            reason = f"a cell ran past the {self._get_timeout(cell)} s limit and ignored the interrupt"
+            self.report["statuses"].add(st.TIMED_OUT)
+            self.report["notes"].append(reason)
+            self._ran[id(cell)] = "timed out"
+            try:
+                await ensure_async(self.km.shutdown_kernel(now=True))
+            except Exception:  # noqa: BLE001 - it may already be gone
+                pass
+            return st.TIMED_OUT, reason
+        except DeadKernelError:
+            self._ran[id(cell)] = "died"
+            return self._kernel_reason()
+        return None
 
     # -- nbclient hooks --------------------------------------------------------------------------
-    def _get_timeout(self, cell):
-        if cell is not None and GUARD_ROLE in cell.get("metadata", {}):
-            return self.guard_timeout
-        return super()._get_timeout(cell)
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        self._ran.setdefault(id(kwargs.get("cell")), "ok")  # the kernel answered for it (unless it timed out)
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.report["statuses"].add(st.TIMED_OUT)
         self.report["notes"].append(f"a cell ran longer than {timeout} s and was interrupted")
+        self._ran[id(cell)] = "timed out"
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
-        """Collect an output, within the per-cell budget; errors and results always get through."""
+        """Collect an output, within the per-cell budget; a probe's observations are kept apart, never shown."""
+        data = msg.get("content", {}).get("data")
+        if isinstance(data, dict) and MIME in data:
+            self._keep_observations(data[MIME])
+            return None
         out = super().output(outs, msg, display_id, cell_index)
         if out is None or self.max_output_bytes < 0:
             return out
@@ -230,6 +257,19 @@ class GuardedExecute(Execute):
             self.report["notes"].append("output truncated")
         return None
 
+    def _keep_observations(self, value) -> None:
+        """A probe's answer: only while that probe runs, once, and within its size."""
+        if self._probing is None:
+            return  # sent by some other cell's code: nothing to keep
+        if self._probing in self._observed:
+            self._observed[self._probing] = {"stopped": {"what": None, "type": "ProbeError",
+                                                         "message": "the probe's answer came more than once"}}
+            self.report["statuses"].add(st.TAMPERING)
+            self.report["notes"].append(f"{self._probing}: the probe's answer came more than once")
+            return
+        size = len(json.dumps(value))
+        self._observed[self._probing] = value if size <= self.max_observation_bytes else {"oversized": size}
+
     def clear_output(self, outs, msg, cell_index):
         self._output_bytes[cell_index] = 0  # what was cleared no longer counts (progress bars)
         return super().clear_output(outs, msg, cell_index)
@@ -248,125 +288,7 @@ class GuardedExecute(Execute):
                 if isinstance(value, str) and len(value) > limit:
                     data[mime] = value[:limit] + "\n[truncated by the grader]"
 
-    # -- the run -------------------------------------------------------------------------------
-    def preprocess(self, nb, resources=None, km=None):
-        self.report = self._new_report()
-        original = list(nb.cells)
-        for cell in original:  # only the grader's own cells may say they are the grader's
-            cell.metadata.pop(GUARD_ROLE, None)
-        self._analyse(original)
-        plan = self._plan(original)
-        nb.cells = plan
-        NotebookClient.__init__(self, nb, km)  # as ExecutePreprocessor.preprocess does
-        self.reset_execution_trackers()
-        self._check_assign_resources(resources)
-        self._output_bytes, self._truncated = {}, set()
-        self._ran = {}  # id(cell) -> "ok", "timed out" or "died": how far each cell of the plan got
-        self._checks = {}  # a guard call's key -> what it returned (None: it raised or its reply lost it)
-        self._riders, self._replied = {}, set()  # the calls sent with the next cell; id(cell) of cells answered
-        try:
-            run_sync(self._async_run)()
-        finally:
-            nb.cells = self._verdicts(plan, original)
-            self._write_report(nb)
-        return nb, self.resources
-
-    def _write_report(self, nb) -> None:
-        found = self.report
-        for status in sorted(found["statuses"]):
-            add_to_report(nb, status=status)
-        for note in found["notes"]:
-            add_to_report(nb, note=note)
-        if found["tampering"]:
-            add_to_report(nb, note="tampering: " + "; ".join(found["tampering"]))
-        report(nb)["kernel"] = {key: found[key] for key in ("warm", "kernel_cpu_s") if key in found}
-
-    async def _async_run(self):
-        stopped, self._manager = None, None
-        try:
-            async with self.async_setup_kernel():
-                self._manager = self.km  # nbclient forgets it when the kernel is shut down
-                self.kc.execute = functools.partial(self._execute_with_checks, self.kc.execute)
-                msg_id = await ensure_async(self.kc.kernel_info())
-                info = await self.async_wait_for_reply(msg_id)
-                if info is not None and "language_info" in info["content"]:
-                    self.nb.metadata["language_info"] = info["content"]["language_info"]
-                for index, cell in enumerate(self.nb.cells):
-                    if stopped:
-                        break
-                    stopped = await self._run_checks(cell, index) if _role(cell) == "checks" else \
-                        await self._run_cell(cell, index, _next_checks(self.nb.cells, index))
-        except DeadKernelError:
-            stopped = stopped or self._kernel_reason()
-        if stopped:
-            self.report["stopped"] = stopped
-        if self._manager is not None:
-            self.report["warm"] = bool(getattr(self._manager, "started_warm", False))
-            self.report["kernel_cpu_s"] = self._stop_report().get("kernel_cpu_s")
-
-    async def _run_checks(self, cell, index):
-        """Run a checks cell's calls that did not come back with the reply of the cell before it."""
-        missing = [call for call in cell.metadata[GUARD_ROLE]["calls"] if call["key"] not in self._checks]
-        if not missing:
-            self._ran[id(cell)] = "ok"
-            return None
-        return await self._run_cell(cell, index, missing)
-
-    async def _run_cell(self, cell, index, calls=()):
-        """Run *cell*; the guard's *calls* ride on it as ``user_expressions``, whose results
-        :meth:`_collect_checks` keeps."""
-        self._riders = {call["key"]: call["expr"] for call in calls}
-        guard = GUARD_ROLE in cell.metadata
-        try:
-            await self.async_execute_cell(cell, index, store_history=not guard)
-        except CellTimeoutError:
-            self.report["statuses"].add(st.TIMED_OUT)
-            reason = f"a cell ran past the {self._get_timeout(cell)} s limit and ignored the interrupt"
-            self.report["notes"].append(reason)
-            if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-                cell.setdefault("outputs", []).append(_error("CellTimeoutError", reason))
-            self._ran[id(cell)] = "timed out"
-            try:
-                await ensure_async(self.km.shutdown_kernel(now=True))
-            except Exception:  # noqa: BLE001 - it may already be gone
-                pass
-            return st.TIMED_OUT, reason
-        except DeadKernelError:
-            reason = self._kernel_reason()
-            cell.setdefault("outputs", []).append(_error("KernelDied", reason[1]))
-            self._ran[id(cell)] = "died"
-            return reason
-        finally:
-            self._riders = {}  # a cell nbclient skips (an empty one, a tagged one) sends nothing
-        if id(cell) in self._replied:  # never credit a cell the kernel did not answer for
-            self._ran[id(cell)] = "ok"
-        return None
-
-    def _execute_with_checks(self, execute, code, *args, **kwargs):
-        """The kernel client's ``execute``, with the guard's calls as ``user_expressions``."""
-        kwargs["user_expressions"] = self._riders
-        return execute(code, *args, **kwargs)
-
-    def on_cell_executed(self, **kwargs):
-        super().on_cell_executed(**kwargs)
-        self._replied.add(id(kwargs.get("cell")))
-        self._collect_checks(kwargs.get("execute_reply"))
-
-    def _collect_checks(self, execute_reply) -> None:
-        """Keep what the guard's calls returned. A kernel evaluates ``user_expressions`` after every cell that
-        raised no error: a reply that says "ok" without them was forged on its way (a patched Session)."""
-        content = (execute_reply or {}).get("content") or {}
-        results = content.get("user_expressions") or {}
-        for key, result in results.items():  # a call that raised counts as not run as written: never retried
-            ok = isinstance(result, dict) and result.get("status") == "ok"
-            self._checks[key] = _literal(result.get("data", {}).get("text/plain")) if ok else None
-        lost = sorted(key for key in self._riders if key not in results) if content.get("status") == "ok" else []
-        if lost:
-            self.report["statuses"].add(st.TAMPERING)
-            if "a reply from the kernel lost the grader's checks" not in self.report["tampering"]:
-                self.report["tampering"].append("a reply from the kernel lost the grader's checks")
-            self._checks.update(dict.fromkeys(lost))
-
+    # -- the kernel's end ------------------------------------------------------------------------
     def _kernel_reason(self):
         why = self._stop_report()
         reason = why.get("reason")
@@ -383,73 +305,91 @@ class GuardedExecute(Execute):
         return provisioner.stop_reason() if hasattr(provisioner, "stop_reason") else {}
 
     # -- verdicts --------------------------------------------------------------------------------
-    def _verdicts(self, plan, original):
-        """Turn what the guard's calls returned into the notebook's cells' outputs; drop the grader's cells."""
-        report = self.report
-        stopped = report.get("stopped")
-        if stopped:
-            report["statuses"].add(stopped[0])
-            report["notes"].append(stopped[1])
-        self._check_preamble(plan, stopped)
-        returned = {(call["role"], call["target"]): (call["token"], self._checks.get(call["key"]))
-                    for cell in plan if _role(cell) == "checks" for call in cell.metadata[GUARD_ROLE]["calls"]}
-        for index, cell in enumerate(original):
+    def _not_run(self, ran) -> str:
+        stopped = self.report.get("stopped")
+        if ran == "timed out":
+            return "this test did not finish: it ran past the time limit"
+        return f"this test did not run: {stopped[1] if stopped else 'it was not executed'}"
+
+    def _mark_not_run(self, tests) -> None:
+        """Stock nbgrader gives full marks to a test cell without outputs: a test that did not run gets an error."""
+        for cell in tests:
             ran = self._ran.get(id(cell))
-            if cell.cell_type != "code" or not utils.is_grade(cell) or utils.is_solution(cell):
-                continue
-            if ran is None:
-                why = stopped[1] if stopped else "it was not executed"
-                cell.setdefault("outputs", []).append(_error("NotRun", f"this test did not run: {why}"))
-                continue
-            if ran != "ok" or not self.guard:
-                continue
-            problems = self._check_guards(returned, index)
-            if problems:
-                report["statuses"].add(st.TAMPERING)
-                report["tampering"].append(f"{cell.metadata['nbgrader']['grade_id']}: {problems}")
-                cell.setdefault("outputs", []).append(_error(
-                    "IntegrityError", f"the grader could not trust this test's result: {problems}"))
-        if st.MEMORY not in report["statuses"] and any(
+            if ran != "ok":
+                cell.setdefault("outputs", []).append(_error("NotRun", self._not_run(ran)))
+
+    def _judge(self, tests, grading: Grading, reference: dict) -> None:
+        """Each test cell's output becomes its judge's verdict: nothing the kernel printed there counts."""
+        for cell in tests:
+            grade_id = cell.metadata.nbgrader.grade_id
+            ran, observed = self._ran.get(grade_id), self._observed.get(grade_id)
+            if grade_id not in reference:
+                raise RuntimeError(f"the reference notebook has no test cell {grade_id}")
+            if observed is None:
+                verdict_outputs = [_error("NotRun", self._not_run(ran))]
+            else:
+                verdict = grading.judge(grade_id, observed, reference[grade_id], self.run_seed())
+                if verdict.note:
+                    self.report["notes"].append(verdict.note)
+                if verdict.tampered:
+                    self.report["statuses"].add(st.TAMPERING)
+                verdict_outputs = [new_output("stream", name="stdout", text=f"{verdict.message}\n")
+                                   if verdict.passed else _error("AssertionError", verdict.message)]
+            cell.outputs, cell.execution_count = verdict_outputs, None
+
+    def _write_report(self, nb) -> None:
+        found = self.report
+        if st.MEMORY not in found["statuses"] and any(
                 out.get("output_type") == "error" and (
                     out.get("ename") == "MemoryError" or "can't allocate memory" in str(out.get("evalue", "")))
-                for output_cell in original for out in output_cell.get("outputs", [])):
-            report["statuses"].add(st.MEMORY)
-            report["notes"].append("the notebook tried to use more memory than allowed (MemoryError)")
-        return original
+                for cell in nb.cells for out in cell.get("outputs", [])):
+            found["statuses"].add(st.MEMORY)
+            found["notes"].append("the notebook tried to use more memory than allowed (MemoryError)")
+        for status in sorted(found["statuses"]):
+            add_to_report(nb, status=status)
+        for note in found["notes"]:
+            add_to_report(nb, note=note)
+        report(nb)["kernel"] = {key: found[key] for key in ("warm", "kernel_cpu_s") if key in found}
 
-    def _check_preamble(self, plan, stopped) -> None:
-        """The grader's first cell runs before any of the student's code: failing there is the grader's problem."""
-        if not self.guard:
-            return
-        text = _stdout(plan[0])
-        if f"{self._prefix}-READY" not in text:
-            errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in plan[0].get("outputs", [])
-                      if o.get("output_type") == "error"]
-            why = errors or (stopped[1:] if stopped else text[-500:])
-            raise RuntimeError(f"the grader's first cell failed, before any of the notebook ran: {why}")
 
-    def _check_guards(self, returned, index):
-        token, text = returned.get(("before", index), (None, None))
-        match = re.fullmatch(rf"{self._prefix}-BEFORE {token} ?(.*)", text or "")
-        if not match:
-            return "the grader's check before it did not run as written"
-        undone = [item for item in match.group(1).strip().split("|") if item]
-        if undone:
-            self.report["statuses"].add(st.TAMPERING)
-            note = "undone before a test: " + ", ".join(sorted(set(undone))[:12])
-            if note not in self.report["tampering"]:
-                self.report["tampering"].append(note)
-        token, text = returned.get(("after", index), (None, None))
-        match = re.fullmatch(rf"{self._prefix}-AFTER {token} (OK|FAIL (.*))", text or "")
-        if not match:
-            return "the grader's check after it did not run as written"
-        if match.group(1) != "OK":
-            return "changed while the test ran: " + ", ".join(sorted(set(match.group(2).split("|")))[:12])
-        return None
+def remember_reference(key: tuple, observed: dict) -> None:
+    """Keep a reference computed elsewhere (the grading run computes it before it forks its workers)."""
+    _REFERENCES[key] = observed
+
+
+def _check_complete(grading: Grading, tests) -> None:
+    missing = grading.missing(cell.metadata.nbgrader.grade_id for cell in tests)
+    if missing:
+        raise RuntimeError(f"{grading.folder} has no probe or no judge for the test cells {', '.join(missing)}: "
+                           "every graded test cell of a judged assignment needs both")
+
+
+def _work_folder(data_dir: str | None, parent: str | None) -> str:
+    """A new private folder for the kernel under *parent* (where the kernels' sandboxes can bind it), with copies of
+    the assignment's data files (regular files only: links are not followed); nothing is ever read back from it."""
+    folder = tempfile.mkdtemp(prefix="work-", dir=parent)
+    if not data_dir or not os.path.isdir(data_dir):
+        return folder
+    for root, dirs, files in os.walk(data_dir):
+        dirs[:] = [d for d in dirs if d != FOLDER and not os.path.islink(os.path.join(root, d))]
+        for name in files:
+            source = os.path.join(root, name)
+            if name.endswith(".ipynb") or os.path.islink(source) or not os.path.isfile(source):
+                continue
+            target = os.path.join(folder, os.path.relpath(source, data_dir))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(source, target, follow_symlinks=False)
+    return folder
+
+
+def _describe(observed) -> str:
+    if not isinstance(observed, dict):
+        return "no observations came back"
+    stopped = observed.get("stopped", {})
+    return f"{stopped.get('what')} raised {stopped.get('type')}: {stopped.get('message')}"
 
 
 def _size(out) -> int:
     if out.get("output_type") == "stream":
         return len(out.get("text", ""))
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values())
-

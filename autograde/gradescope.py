@@ -323,7 +323,7 @@ class GradedCell:
     points: float
     part: str  # "Part 2", from the nearest heading above that names one; "" if none
     manual: bool  # a written answer, graded by hand
-    hidden: bool  # a test with hidden lines
+    hidden: bool  # a test with hidden lines, or none at all that a student runs (judged by the grader alone)
 
 
 _PART = re.compile(r"^#+\s*(Part\s+[\w.]+)", re.IGNORECASE | re.MULTILINE)
@@ -344,8 +344,15 @@ def _graded_cells(template: Template) -> list[GradedCell]:
         if grade_id(cell) in points:
             md = cell.metadata["nbgrader"]
             found.append(GradedCell(grade_id(cell), points[grade_id(cell)], part, bool(md.get("solution")),
-                                    delimiter in cell.source))
+                                    delimiter in cell.source or not _runs_code(cell)))
     return found
+
+
+def _runs_code(cell) -> bool:
+    """Whether a student runs anything in this cell: a written answer, or a code cell with a line that is not a
+    comment (a test whose cell only says what the grader checks is judged by the grader alone)."""
+    return cell.cell_type != "code" or any(line.strip() and not line.strip().startswith("#")
+                                           for line in cell.source.splitlines())
 
 
 def report(graded: Graded) -> GradescopeResults:
@@ -363,7 +370,8 @@ def report(graded: Graded) -> GradescopeResults:
         lines.append(f"{len(manual)} written answer(s), worth {_points_words(sum(c.points for c in manual))}, are "
                      "graded by hand by your instructor, in Gradescope's manual grading, not here.")
     if any(cell.hidden for cell in cells):
-        lines.append("Tests with hidden parts show their results once your instructor publishes the grades.")
+        lines.append("The tests the grader runs without a visible part show their results once your instructor "
+                     "publishes the grades.")
     lines += [f"Note: {note}" for note in _redacted(result.notes, graded.template)]
     return GradescopeResults(score=float(result.score), output="\n".join(lines), tests=tests)
 

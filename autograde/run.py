@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -42,7 +43,7 @@ from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
 from .shards import Manifest, Shard
 from .similarity import write_similarity
-from .worker import NOT_ISOLATED, Job, Settings, prewarm
+from .worker import NOT_ISOLATED, Job, Settings, prepare_reference, prewarm
 
 
 @dataclass
@@ -130,7 +131,7 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     settings = Settings(run_root=options.run_root, work_dir=str(work), timeout=timeout,
                         limits=Limits(memory_mb=options.memory_mb), isolation=options.isolation,
                         threads=max(1, cores // jobs), keep_work=options.keep_work,
-                        class_course=str(class_course.root))
+                        class_course=str(class_course.root), seed=secrets.randbits(62))
     cache = Cache(work / "cache")
     found, ignored = _discover(options, work, template, log)
     manifest = _start_shard(options, out, found, ignored, template, duedate)
@@ -149,6 +150,7 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
             else:
                 log.warning("the warm kernel server did not start (see %s); using cold kernels",
                             work / "warm-server.log")
+        prepare_reference(template, settings)
     deadline = 120 + timeout * (sum(1 for c in template.release.cells if c.cell_type == "code") + 2)
     scheduler = Scheduler(template, settings, jobs, deadline, progress=options.progress,
                           keep_alive={server.process.pid} if server and server.process else ())

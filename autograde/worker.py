@@ -15,7 +15,9 @@ student's id never has to be a valid path. Submissions are graded in parallel, e
 """
 from __future__ import annotations
 
+import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
@@ -32,13 +34,13 @@ from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
 
-from . import GRADER_VERSION
+from . import GRADER_VERSION, AutogradeError
 from . import status as st
 from .course import Template, course_config
 from .feedback import prewarm_feedback, write_status_page
 from .formgrader import Submitted, answer_checksums, nbgrader_timestamp, publish, read_scores, student_folder
 from .inputs import read_submission
-from .execute import GuardedExecute
+from .execute import JudgedExecute, remember_reference
 from .preprocessors import HideHiddenTests, NotGradable, check_assignment, report
 from .results import Result, atomic_copy
 from .sandbox import linux
@@ -89,16 +91,44 @@ class Settings:
     keep_work: bool = False
     max_output_bytes: int = 200_000
     class_course: str | None = None  # --out/nbgrader: the whole class, for formgrader
+    seed: int = 0  # the probes' seed for this run (0: each process draws its own)
 
 
 def prewarm(template: Template) -> None:
     """Work every worker would repeat, done once in the process they are forked from: compile the feedback
-    templates, the pattern of hidden-test lines, and analyse the instructor's cells for the tamper guard."""
+    templates and the pattern of hidden-test lines, and import the assignment's judges (and torch with them)."""
     converter = template.feedback_converter(template.root, STUDENT, logging.getLogger("autograde"))
     prewarm_feedback(converter.config, template.release)
     source = nbformat.read(template.course.notebook_path, as_version=4)
-    GuardedExecute()._analyse(source.cells)
     HideHiddenTests().preprocess(source, {})  # (which removes the hidden tests from *source*)
+    template.grading()
+
+
+def prepare_reference(template: Template, settings: Settings) -> None:
+    """The probes' observations of the reference answers with this run's seed, computed once before the workers
+    fork (they inherit them). The kernel runs in a forked child, so that this process forks its workers without an
+    event loop or a kernel client of its own."""
+    grading = template.grading()
+    if grading is None:
+        return
+    jobdir = Path(settings.run_root) / "reference"
+    jobdir.mkdir(parents=True, exist_ok=True)
+    executor = JudgedExecute(config=_job_config(template, jobdir, settings))
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+
+    def observe() -> None:
+        try:
+            send.send(json.dumps({"observed": executor.reference(grading, template.source_notebook)}))
+        except Exception as error:  # noqa: BLE001 - the parent says what went wrong
+            send.send(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+
+    child = multiprocessing.get_context("fork").Process(target=observe, name="autograde-reference")
+    child.start()
+    answer = json.loads(receive.recv()) if receive.poll(None) else {"error": "the reference run ended early"}
+    child.join()
+    if "error" in answer:
+        raise AutogradeError(f"the reference answers could not be probed: {answer['error'][:2000]}")
+    remember_reference(executor.reference_key(grading, template.source_notebook), answer["observed"])
 
 
 def run_job(job: Job, template: Template, settings: Settings) -> Result:
@@ -204,9 +234,12 @@ def _job_config(template: Template, jobdir: Path, settings: Settings):
     course = template.course
     config = course_config(course.config, jobdir, course.assignment, STUDENT)
     config.CourseDirectory.course_id = course.course_id
-    execute = config.GuardedExecute
+    execute = config.JudgedExecute
     execute.timeout = settings.timeout
     execute.max_output_bytes = settings.max_output_bytes
+    execute.seed = settings.seed
+    execute.grading_dir = str(template.grading_dir)
+    execute.reference_notebook = str(template.source_notebook)
     kernels = config.IsolatedKernelManager
     kernels.isolation = settings.isolation
     kernels.warm_server = settings.warm_server

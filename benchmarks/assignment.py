@@ -1,5 +1,7 @@
-"""What grading costs, part by part: the master copy of the assignment (reference answers, visible and hidden tests)
-executed top to bottom in one fresh kernel pinned to one CPU core, as a grader's kernel runs a submission.
+"""What grading costs, part by part: the master copy of the assignment (its reference answers), with each test cell
+replaced by its probe and its judge, executed top to bottom in one fresh kernel pinned to one CPU core, as a
+grader's kernel runs a submission (the grader runs the judges in its own process: here they run in the kernel, to
+count them too).
 
 Every cell's time comes from nbclient's own timestamps (the kernel's execute_input to its execute_reply). A cell
 belongs to the graded part whose answer cell comes last above it: its test cells, and the ungraded cells after
@@ -35,11 +37,31 @@ print(json.dumps(rows))
 """
 
 
+def probed(notebook, path: Path) -> Path:
+    """A copy of *notebook* (written to *path*) whose test cells run their probe and judge instead."""
+    import nbformat
+
+    from benchmarks.grading import IN_KERNEL_TEST
+
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            cell.source = IN_KERNEL_TEST.format(grade_id=meta["grade_id"])
+    nbformat.write(notebook, path)
+    return path
+
+
 def cell_times(notebook=SOURCE, core=None):
+    import tempfile
+
+    import nbformat
+
     core = bench_core() if core is None else core
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(notebook), str(notebook.parent)], capture_output=True,
-                          text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-                          preexec_fn=lambda: os.sched_setaffinity(0, {core}), check=True)
+    with tempfile.TemporaryDirectory(dir=notebook.parent) as folder:  # beside grading/, which the kernel imports
+        path = probed(nbformat.read(notebook, as_version=4), Path(folder) / notebook.name)
+        done = subprocess.run([sys.executable, "-c", RUNNER, str(path), str(notebook.parent)], capture_output=True,
+                              text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+                              preexec_fn=lambda: os.sched_setaffinity(0, {core}), check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -50,7 +72,7 @@ def by_part(rows, answers):
     for grade_id, test, seconds in rows:
         if grade_id in answers:
             part = grade_id
-            table.append([f"`{part}`: its visible and hidden test cells", 0.0])
+            table.append([f"`{part}`: its tests' probes and judges", 0.0])
         elif test and part:
             table[-1][1] += seconds
         else:
@@ -66,10 +88,10 @@ def run():
                if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
     table = by_part(cell_times(), answers)
     lines = ["## Grading cost per part", "",
-             f"The master copy of `residual_blocks` (reference answers with visible and hidden tests) executed in one "
-             f"fresh kernel pinned to core {bench_core()}, after the kernel has started. Seconds per graded part (its "
-             "test cells) and per ungraded cell (the imports, the grader's set-up, and the demonstrations that a "
-             "grader runs too).", "", "| cells | seconds |", "|---|---:|"]
+             f"The master copy of `residual_blocks` (reference answers, each test cell replaced by its probe and its "
+             f"judge) executed in one fresh kernel pinned to core {bench_core()}, after the kernel has started. Seconds "
+             "per graded part (its tests' probes and judges) and per ungraded cell (the imports, and the demonstrations "
+             "that a grader runs too).", "", "| cells | seconds |", "|---|---:|"]
     lines += [f"| {what} | {seconds:.2f} |" for what, seconds in table]
     lines += ["", f"All cells together: {sum(seconds for _, seconds in table):.1f} s."]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,9 @@
 Both grade the same copies of the reference solution (the release notebook with the source's answers filled in),
 side by side in one run, each in a fresh folder:
 
-* stock: ``nbgrader autograde`` in a temporary nbgrader course with no configuration (stock Execute, no sandbox);
+* stock: ``nbgrader autograde`` in a temporary nbgrader course with no configuration (stock Execute, no sandbox),
+  on the same assignment with the same tests written the stock way: each test cell's hidden lines run the test's
+  probe and its judge in the student's kernel (what this tool runs in the kernel and in its own process);
 * this tool with its defaults (every kernel isolated by bubblewrap, warm kernels, one job per core), and with
   cold kernels (``--kernel cold``: every kernel a fresh bubblewrap sandbox and Python).
 
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook
 
 from resnet_course.cores import available_cores
 
@@ -75,10 +78,37 @@ def _outcomes(grades: Path) -> tuple[int, set[str]]:
     return len(rows), {f"{r['score']}/{r['max_score']} {r['status']}" for r in rows}
 
 
+# The hidden lines that make a judged test a stock one: probe and judge in the kernel (stock nbgrader copies the
+# grading/ folder beside the notebook, where the kernel imports it).
+IN_KERNEL_TEST = """
+### BEGIN HIDDEN TESTS
+import json as _json
+import grading.judges as _judges
+from autograde.judging import Observations as _Observations, decode as _decode
+from autograde.probing import observe as _observe
+_seen = _decode(_json.loads(_json.dumps(_observe(_judges.probes, {grade_id!r}, globals(), 12345))))
+assert "stopped" not in _seen, _seen
+_judges.{grade_id}(_Observations(_seen), _Observations(_seen), 12345)
+### END HIDDEN TESTS"""
+
+
+def _stock_source(course: Path, assignment: str, notebook: str, stock: Path) -> None:
+    """The assignment for stock nbgrader: its judged tests as in-kernel tests (see IN_KERNEL_TEST)."""
+    shutil.copytree(course / "source" / assignment, stock / "source" / assignment)
+    path = stock / "source" / assignment / notebook
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        md = cell.metadata.get("nbgrader", {})
+        if (stock / "source" / assignment / "grading").is_dir() and md.get("grade") and not md.get("solution") \
+                and cell.cell_type == "code":
+            cell.source += IN_KERNEL_TEST.format(grade_id=md["grade_id"])
+    nbformat.write(nb, path)
+
+
 def _stock(course: Path, assignment: str, notebook: str, submission, tmp: Path, env) -> tuple[float, float]:
     nbgrader = shutil.which("nbgrader", path=env["PATH"]) or "nbgrader"
     stock = tmp / "stock"
-    shutil.copytree(course / "source" / assignment, stock / "source" / assignment)
+    _stock_source(course, assignment, notebook, stock)
     flags = [f"--CourseDirectory.root={stock}", f"--CourseDirectory.db_url=sqlite:///{stock}/gradebook.db",
              "--CourseDirectory.course_id=bench", "--Execute.timeout=60"]
     subprocess.run([nbgrader, "generate_assignment", assignment, "--force", *flags], cwd=stock, env=env,
@@ -90,7 +120,11 @@ def _stock(course: Path, assignment: str, notebook: str, submission, tmp: Path, 
     wall, cpu, done = _measure([nbgrader, "autograde", assignment, "--force", *flags], stock, env)
     if done.returncode != 0:
         raise RuntimeError(f"stock nbgrader autograde failed:\n{done.stderr[-3000:]}")
-    return wall, cpu
+    with Gradebook(f"sqlite:///{stock}/gradebook.db", "bench") as gb:
+        scores = {s.student.id: s.score for s in gb.find_assignment(assignment).submissions}
+    if len(set(scores.values())) != 1:  # every copy is the same: a difference would be a broken baseline
+        raise RuntimeError(f"stock nbgrader scored the same submission differently: {scores}")
+    return wall, cpu, next(iter(scores.values()))
 
 
 def _phases(log: Path) -> list[float]:
@@ -125,7 +159,7 @@ def run(course: Path = REPO, assignment: str = ASSIGNMENT) -> str:
     cores = available_cores()  # the grader's own count: its default --jobs
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         tmp = Path(tmp)
-        stock_wall, stock_cpu = _stock(course, assignment, notebook, submission, tmp, env)
+        stock_wall, stock_cpu, stock_score = _stock(course, assignment, notebook, submission, tmp, env)
         folder = tmp / "class"
         folder.mkdir()
         for i in range(COPIES):
@@ -139,7 +173,7 @@ def run(course: Path = REPO, assignment: str = ASSIGNMENT) -> str:
                 phases = [_phases(log) for log in sorted((out / ".autograde" / "jobs").glob("*/grading.log"))]
                 whole = [json.loads(path.read_text())["seconds"] for path in (out / ".autograde" / "cache").glob("*.json")]
                 cells = statistics.median(_cell_seconds(path) for path in (out / "nbgrader" / "autograded").rglob("*.ipynb"))
-    report = _report(stock_wall, stock_cpu, rows, phases, whole, cores, assignment)
+    report = _report(stock_wall, stock_cpu, stock_score, rows, phases, whole, cores, assignment)
     return report + "\n\n" + _floor(cells, stock_wall, rows[0][1], cores)
 
 
@@ -165,16 +199,18 @@ def _floor(cells: float, stock_wall: float, wall: float, cores: int) -> str:
             f"time beyond that floor, start-up included, was {wall - floor:.1f} s.")
 
 
-def _report(stock_wall, stock_cpu, rows, phases, whole, cores, assignment) -> str:
+def _report(stock_wall, stock_cpu, stock_score, rows, phases, whole, cores, assignment) -> str:
     lines = ["## Grading a class", "",
              f"{COPIES} copies of the reference solution of `{assignment}`, graded side by side in one run "
              f"(`python -m benchmarks grading`, {cores} cores). CPU is user+system time of every process involved, "
-             "kernels included. Stock nbgrader runs its kernels without any sandbox; this tool isolates every "
-             "kernel with bubblewrap.", "",
+             "kernels included. Stock nbgrader runs its kernels without any sandbox, and runs the same tests inside "
+             "the student's kernel (each test's probe and judge in the test cell's hidden lines); this tool isolates "
+             "every kernel with bubblewrap, runs the probes there and the judges in its own process, and its time "
+             "includes the reference kernel that runs the probes on the source's answers once per run.", "",
              "| grader | wall time | speed-up | CPU time | CPU per submission | result |",
              "|---|---:|---:|---:|---:|---|",
              f"| stock `nbgrader autograde` (sequential) | {stock_wall:.1f} s | 1.0× | {stock_cpu:.1f} s "
-             f"| {stock_cpu / COPIES:.2f} s | {COPIES} graded |"]
+             f"| {stock_cpu / COPIES:.2f} s | {COPIES} graded, {stock_score:g} each |"]
     for label, wall, cpu, (count, outcomes) in rows:
         lines.append(f"| `python -m autograde grade`, {label}, {cores} jobs | {wall:.1f} s | {stock_wall / wall:.1f}× "
                      f"| {cpu:.1f} s | {cpu / COPIES:.2f} s | {count} rows: {', '.join(sorted(outcomes))} |")

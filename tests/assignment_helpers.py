@@ -74,9 +74,8 @@ def answer_cells(nb):
 
 
 def graded_test_cells(nb):
-    """grade_id -> (the graded part it tests, points, has hidden tests), in notebook order.
-
-    A test cell tests the part of the answer cell above it."""
+    """grade_id -> (the graded part it tests, points, whether it is hidden: not one of the visible tests the learner
+    runs), in notebook order. A test cell tests the part of the answer cell above it."""
     part, cells = None, {}
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
@@ -85,7 +84,7 @@ def graded_test_cells(nb):
         if meta.get("solution") and meta.get("grade_id") in GRADED:
             part = meta["grade_id"]
         elif meta.get("grade") and not meta.get("solution"):
-            cells[meta["grade_id"]] = (part, float(meta["points"]), "### BEGIN HIDDEN TESTS" in cell.source)
+            cells[meta["grade_id"]] = (part, float(meta["points"]), not cell.source.startswith("# Visible tests"))
     return cells
 
 
@@ -121,6 +120,11 @@ def marked_lines(source, what, min_length=25):
     return lines
 
 
+def conv_size(size, kernel_size, stride=1, padding=0):
+    """The size of a convolution's output (part 1's formula)."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
 def strip_solution_markers(source):
     return "\n".join(line for line in source.splitlines() if not SOLUTION_MARKERS.match(line))
 
@@ -147,50 +151,66 @@ def submission(answers, written_answer=None):
 
 # ------------------------------------------------------------------------------------------------ in-process
 
+SEED = 20_261_206  # the probes' seed in-process; the grader draws a new one for every run
+
+
 @dataclass
 class InProcessResult:
-    failures: dict  # grade_id of a test cell -> "ErrorType: message", for the cells that failed
+    failures: dict  # grade_id of a test cell -> "AssertionError: message", for the cells that failed
     passed: set  # grade ids of the test cells that passed
     seconds: float
 
 
-def grade_in_process(answers=None, extra_globals=None):
-    """Run the master copy's code cells in order, with `answers` (grade_id -> source) replacing answer cells.
+@functools.cache
+def grading():
+    from autograde.judging import Grading
+    return Grading(SOURCE_DIR / "grading")
 
-    Ungraded cells other than the imports (the plot) are skipped. `extra_globals` are bound after the answer
-    cells ran (to try objects from elsewhere in place of the learner's). A test cell fails when it raises or
-    writes to stderr, as in nbgrader.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import torch
-    threads, rng = torch.get_num_threads(), torch.get_rng_state()  # the notebook changes both
-    answers = answers or {}
-    nb = read_notebook(SOURCE_NB)
-    namespace = {"__name__": "__main__"}
-    failures, passed = {}, set()
-    start = time.process_time()
-    for cell in nb.cells:
+
+def _observe_notebook(answers, extra_globals, seed):
+    """grade_id -> raw observations: the master copy's locked and answer cells run in order in one namespace (with
+    `answers` replacing answer cells), each test cell's probe run in its place, as the grader's kernel does."""
+    namespace, observed = {"__name__": "__main__"}, {}
+    for cell in read_notebook(SOURCE_NB).cells:
         meta = nbgrader_meta(cell)
         grade_id = meta.get("grade_id")
         if cell.cell_type != "code" or grade_id is None:
             continue
-        is_test = meta.get("grade") and not meta.get("solution")
-        source = answers.get(grade_id, cell.source)
-        if extra_globals and is_test:
-            namespace.update(extra_globals)
-        out, err = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                exec(compile(source, f"<cell {grade_id}>", "exec"), namespace)  # noqa: S102 - the course's own cells
-            error = f"stderr: {err.getvalue().strip()}" if err.getvalue().strip() else None
-        except Exception as exc:  # noqa: BLE001 - a failing cell is a result, not an error of this harness
-            error = f"{type(exc).__name__}: {exc}"
-        if is_test:
-            if error:
-                failures[grade_id] = error
-            else:
-                passed.add(grade_id)
+        if meta.get("grade") and not meta.get("solution"):
+            namespace.update(extra_globals or {})
+            observed[grade_id] = grading().observe_here(grade_id, namespace, seed)
+            continue
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                exec(compile(answers.get(grade_id, cell.source), f"<cell {grade_id}>", "exec"), namespace)  # noqa: S102
+            except Exception:  # noqa: BLE001 - a failing answer cell is the answer's problem, as in a kernel
+                pass
+    return observed
+
+
+@functools.cache
+def _reference(seed):
+    return _observe_notebook({}, None, seed)
+
+
+def grade_in_process(answers=None, extra_globals=None, seed=SEED):
+    """Grade the master copy with `answers` (grade_id -> source) replacing answer cells, in this Python process: the
+    probes run here instead of in a kernel, the judges decide as they do in the grader. `extra_globals` are bound
+    before each test's probe (to try objects from elsewhere in place of the learner's)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import torch
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()  # the notebook changes both
+    reference = _reference(seed)
+    start = time.process_time()
+    observed = _observe_notebook(answers or {}, extra_globals, seed)
+    failures, passed = {}, set()
+    for grade_id, raw in observed.items():
+        verdict = grading().judge(grade_id, raw, reference[grade_id], seed)
+        if verdict.passed:
+            passed.add(grade_id)
+        else:
+            failures[grade_id] = f"AssertionError: {verdict.message}"
     torch.set_num_threads(threads)
     torch.set_rng_state(rng)
     return InProcessResult(failures, passed, time.process_time() - start)

@@ -1,15 +1,20 @@
-"""Ways a wrong solution could try to reach full marks, used against both test courses.
+"""Ways a wrong solution could try to reach full marks, used against both test courses and every entry point.
 
-Each cheat is Python code a student puts in an answer cell, before a wrong solution (or, for the
-notebook-level cheats, a function that edits the notebook). A cheat is defeated when the wrong
-solution still scores zero on the autograded tests. Several of these fool stock nbgrader: patched
-comparisons, an input transformer that wraps every later cell in try/except, a patched
-``Session.send`` that turns error replies into successes, a patched ``warnings.catch_warnings``
-(the real assignment's hidden tests run inside it).
+Each cheat is Python code a student puts in an answer cell, before a wrong solution (or, for the notebook-level
+cheats, a function that edits the notebook). A cheat is defeated when the wrong solution earns nothing more with it
+than without. Several of these fool stock nbgrader: patched comparisons, an input transformer that wraps every later
+cell in try/except, a patched ``Session.send`` that turns error replies into successes.
+
+The forgeries (:data:`FORGERIES`) attack the probes and judges: they replace the grader's kernel-side code (through
+``sys.modules`` or ``gc``), rewrite or blank the probes' cells (input and AST transformers, ``sys.settrace``), patch
+the display machinery, and send observations in the probe's exact format: those a correct answer gave in an earlier
+run (*captured*, with another seed), or answers looked up from inputs captured then. Only what the kernel computes
+now, on inputs it learns now, can pass a judge.
 """
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 
 from nbformat.v4 import new_code_cell
@@ -156,8 +161,98 @@ CODE_CHEATS = {
 }
 
 
+MIME = "application/vnd.autograde.observations+json"  # the probes' answers (autograde.probing)
+
+# Forgeries: templates filled with {captured}, the JSON of {grade_id: observations} a correct answer gave in an
+# earlier run, under another seed.
+FORGERIES = {
+    "replay_in_place_of_the_probes": """
+        import json
+        _CAPTURED = json.loads({captured!r})
+        def _replay(lines):
+            code = "".join(lines)
+            for name in _CAPTURED:
+                if "__autograde_run_probe" in code and repr(name) in code:
+                    return ["from IPython.display import publish_display_data\\n",
+                            f"publish_display_data({{{{{mime!r}: _CAPTURED[{{name!r}}]}}}})\\n"]
+            return lines
+        get_ipython().input_transformers_post.append(_replay)
+    """,
+    "probe_module_replaced": """
+        import json, sys, types
+        _CAPTURED = json.loads({captured!r})
+        _fake = types.ModuleType("autograde.probing")
+        def _run_probe(source, name, seed, limit):
+            from IPython.display import publish_display_data
+            publish_display_data({{{mime!r}: _CAPTURED.get(name, {{}})}})
+        _fake.run_probe = _run_probe
+        sys.modules["autograde.probing"] = _fake
+    """,
+    "run_probe_rewritten_through_gc": """
+        import gc, json
+        import autograde.probing as _probing
+        _CAPTURED = json.loads({captured!r})
+        def _observe(probes, name, namespace, seed):
+            return _CAPTURED.get(name, {{}})
+        for _f in gc.get_objects():
+            if getattr(_f, "__name__", None) == "observe" and getattr(_f, "__module__", None) == "autograde.probing":
+                _f.__code__ = _observe.__code__
+    """,
+    "display_publisher_forges": """
+        import json
+        _CAPTURED = list(json.loads({captured!r}).values())
+        _publisher = get_ipython().display_pub
+        _real_publish = _publisher.publish
+        def _publish(data, *args, **kwargs):
+            if {mime!r} in data and _CAPTURED:
+                data = {{{mime!r}: _CAPTURED.pop(0)}}
+            return _real_publish(data, *args, **kwargs)
+        _publisher.publish = _publish
+    """,
+    "settrace_skips_the_probes": """
+        import sys
+        def _skip(frame, event, arg):
+            if frame.f_code.co_filename == "<probes>" and event == "line":
+                try:
+                    frame.f_lineno = frame.f_lineno + 1
+                except ValueError:
+                    pass
+            return _skip
+        sys.settrace(_skip)
+    """,
+    "ast_blanks_every_later_cell": """
+        import ast
+        class _Blank(ast.NodeTransformer):
+            def visit_Module(self, node):
+                return ast.Module(body=[ast.Pass()], type_ignores=[])
+        get_ipython().ast_transformers.append(_Blank())
+    """,
+    "input_transformer_blanks_every_later_cell": """
+        get_ipython().input_transformers_post.append(lambda lines: ["pass\\n"])
+    """,
+}
+
+
 def with_cheat(answer: str, cheat: str) -> str:
     return textwrap.dedent(CODE_CHEATS[cheat]).strip() + "\n\n" + answer
+
+
+def with_forgery(answer: str, forgery: str, captured: dict) -> str:
+    """*answer* with the forgery in front, carrying the observations *captured* in an earlier run."""
+    code = textwrap.dedent(FORGERIES[forgery]).format(captured=json.dumps(captured), mime=MIME)
+    return code.strip() + "\n\n" + answer
+
+
+def with_replayed_inputs(answer: str, name: str, table: dict) -> str:
+    """Make the function *name* answer from *table* ({repr of the arguments: result}, made from the inputs of an
+    earlier run and the right results for them), falling back on the wrong *answer* for any other input."""
+    return (answer + f"\n_TABLE = {table!r}\n_wrong = {name}\n\n"
+            f"def {name}(*args, **kwargs):\n"
+            "    key = repr([a.tolist() if hasattr(a, 'tolist') else a for a in args] + sorted(kwargs.items()))\n"
+            "    if key in _TABLE:\n"
+            "        found = _TABLE[key]\n"
+            "        return torch.tensor(found) if isinstance(found, list) else found\n"
+            "    return _wrong(*args, **kwargs)\n")
 
 
 def liar_answer(answer: str, name: str) -> str:

@@ -30,11 +30,55 @@ from autograde.preprocessors import HideHiddenTests
 
 c = get_config()
 c.CourseDirectory.course_id = "fixture-course"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "grading"]
 c.Execute.timeout = 30
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 '''
 
 HIDDEN_MARK = "double must work for integer tensors"
+
+# The mini assignment's probes and judges (see docs/instructors.md, "Writing probes and judges").
+MINI_PROBES = """\
+import torch
+
+from autograde.probing import attempt, need
+
+
+def inputs(seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(5, generator=generator), torch.randint(-50, 50, (4,), generator=generator)
+
+
+def test_visible(namespace, seed):
+    double = need(namespace, "double")
+    floats, _ = inputs(seed)
+    return {"floats": attempt("double(x)", double, floats)}
+
+
+def test_hidden(namespace, seed):
+    double = need(namespace, "double")
+    floats, integers = inputs(seed)
+    return {"floats": attempt("double(x)", double, floats), "integers": attempt("double(n)", double, integers),
+            "empty": list(attempt("double(torch.zeros(1))", double, torch.zeros(1)).shape)}
+"""
+MINI_JUDGES = f"""\
+import numpy as np
+
+from autograde.judging import check
+
+
+def test_visible(student, reference, seed):
+    check(np.allclose(student.array("floats"), reference.array("floats")), "double(x) should be 2 * x")
+    return "double doubles"
+
+
+def test_hidden(student, reference, seed):
+    check(student.items("empty") == [1], "double(torch.zeros(1)) should keep the shape (1,)")
+    check(np.allclose(student.array("floats"), reference.array("floats")), "double(x) should be 2 * x")
+    integers = student.array("integers")
+    check(integers.dtype.kind == "i" and np.array_equal(integers, reference.array("integers")), "{HIDDEN_MARK}")
+    return "double doubles floats and integers"
+"""
 
 
 def tool_env(**extra) -> dict[str, str]:
@@ -81,7 +125,7 @@ def mini_source() -> nbformat.NotebookNode:
             f"assert torch.equal(double(torch.arange(3)), torch.tensor([0, 2, 4])), \"{HIDDEN_MARK}\"\n"
             "torch.testing.assert_close(double(torch.tensor([1.5, -2.0])), torch.tensor([3.0, -4.0]))\n"
             "### END HIDDEN TESTS"),
-            grade_id="test_hidden", grade=True, locked=True, points=2),
+            grade_id="test_hidden", grade=True, locked=True, points=2),  # (judged: its own lines never run)
         new_markdown_cell("Why is doubling linear?"),
         _md(new_markdown_cell("### BEGIN SOLUTION\nBecause 2(a+b) = 2a+2b.\n### END SOLUTION"),
             grade_id="written", grade=True, solution=True, points=1),
@@ -91,14 +135,38 @@ def mini_source() -> nbformat.NotebookNode:
     return nb
 
 
-def make_course(root: Path, protected: bool = False) -> Path:
+EARLIER_SEED = 777  # the seed of an "earlier run", whose observations the forgeries replay
+
+
+def captured_mini(course: Path, answers: dict[str, str]) -> tuple[dict, dict]:
+    """What a forger could have kept from an earlier run of the mini course: the probes' observations of a correct
+    answer under EARLIER_SEED, and a table of that run's inputs with the right results (see autograde_cheats)."""
+    import torch
+
+    from autograde.judging import Grading
+
+    grading = Grading(course / "source" / MINI / "grading")
+    namespace = {"torch": torch}
+    exec(answers["double"], namespace)  # noqa: S102 - the course's own reference answer
+    captured = {test: grading.observe_here(test, namespace, EARLIER_SEED) for test in ("test_visible", "test_hidden")}
+    floats, integers = grading.probes.inputs(EARLIER_SEED)
+    table = {repr([values.tolist()]): (2 * values).tolist() for values in (floats, integers)}
+    return captured, table
+
+
+def make_course(root: Path, protected: bool = False, judged: bool = True) -> Path:
     """A course folder with source/mini/mini.ipynb and release/mini/mini.ipynb (made by nbgrader). *protected*:
-    its nbgrader_config.py adds the grading plugins, so that plain `nbgrader autograde` uses them too."""
+    its nbgrader_config.py adds the grading plugins, so that plain `nbgrader autograde` uses them too. *judged*:
+    the assignment has probes and judges (source/mini/grading/); without, it is graded the stock way."""
     root.mkdir(parents=True, exist_ok=True)
     plugins = "from autograde.course import protect\nprotect(c)\n" if protected else ""
     (root / "nbgrader_config.py").write_text(_COURSE_CONFIG + plugins)
     (root / "source" / MINI).mkdir(parents=True, exist_ok=True)
     nbformat.write(mini_source(), root / "source" / MINI / f"{MINI}.ipynb")
+    if judged:
+        (root / "source" / MINI / "grading").mkdir()
+        (root / "source" / MINI / "grading" / "probes.py").write_text(MINI_PROBES)
+        (root / "source" / MINI / "grading" / "judges.py").write_text(MINI_JUDGES)
     subprocess.run([str(PYTHON.parent / "nbgrader"), "generate_assignment", MINI, "--force", "--no-db"], check=True,
                    env=tool_env(PYTHONPATH=str(REPO)), cwd=root, capture_output=True)
     return root

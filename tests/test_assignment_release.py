@@ -144,6 +144,7 @@ def test_release_holds_no_solution_and_no_hidden_test():
         for line in ah.marked_lines(cell.source, "SOLUTION"):
             assert line not in text, f"the solution line {line!r} appears in the release"
     assert "YOUR ANSWER HERE" in text, "the written answer is cleared"
+    assert not (ah.RELEASE_DIR / "grading").exists(), "the probes and judges are the grader's, never released"
     # Every graded definition in the release is a stub that raises NotImplementedError.
     for cell in code_cells(release):
         tree = ast.parse(ah.python_of_cell(cell.source))
@@ -262,9 +263,9 @@ def test_reference_solution_gets_full_autograded_marks(graded_course):
     nb = ah.autograded_notebook(course, "reference")
     outputs = {ah.nbgrader_meta(c).get("grade_id"): "".join(o.get("text", "") for o in c.outputs)
                for c in code_cells(nb)}
-    for grade_id, (part, _, has_hidden) in ah.graded_test_cells(nb).items():
-        if part and has_hidden:
-            assert "hidden tests passed" in outputs[grade_id], f"{grade_id} ran its hidden tests"
+    for grade_id, (part, _, _) in ah.graded_test_cells(nb).items():  # the judge's verdict, and nothing else
+        assert outputs[grade_id].startswith(f"{part}: ") and outputs[grade_id].count("\n") == 1, (
+            grade_id, outputs[grade_id])
     written = [g for g in scores["reference"].values() if g[2] == "markdown"]
     assert written == [(0.0, 2.0, "markdown")], "the written answer waits for a human"
 

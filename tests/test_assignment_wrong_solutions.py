@@ -1,11 +1,11 @@
-"""The collection of wrong and correct answers (tests/wrong_solutions/), graded by the hidden tests.
+"""The collection of wrong and correct answers (tests/wrong_solutions/), graded by the assignment's judges.
 
 Through the real pipeline: every case becomes a submission built from the released notebook, all of them are graded
 by `nbgrader autograde` (two courses side by side, one autograde run each), and the scores are read back from the
 gradebooks. Each wrong answer must lose points in the cells its case names, and keep them in the parts it cannot
-affect; each correct variant must get every autograded point. The hidden tests grade each part on its own (those
-of a later part run on the reference answers of the earlier parts), so wrong answers to different parts share a
-submission, as long as none can change the cells another must fail: fewer kernel starts, same verdicts.
+affect; each correct variant must get every autograded point. The judges grade each part on its own (the probes of
+a later part lend it stand-ins for the earlier parts), so wrong answers to different parts share a submission, as
+long as none can change the cells another must fail: fewer kernel starts, same verdicts.
 
 The same cases also run in-process first: quick, and with the failure messages in the report.
 """
@@ -58,7 +58,7 @@ def must_keep(cases):
 
 def test_the_collection_is_well_formed():
     assert len(WRONG) >= 60 and len(CORRECT) >= 5
-    assert ALL_TEST_CELLS - {"grader_setup"} == ah.cells_of(set(ah.GRADED))
+    assert ALL_TEST_CELLS == ah.cells_of(set(ah.GRADED))
     for case in ALL:
         assert set(case.answers) <= set(ah.GRADED), case.name
         assert case.loses <= ALL_TEST_CELLS, f"{case.name}: unknown cells {case.loses - ALL_TEST_CELLS}"
@@ -146,13 +146,13 @@ def test_correct_variant_gets_full_marks_through_nbgrader(pipeline, case):
     assert score == maximum, f"{case.name} ({case.why}) loses points in {sorted(ah.lost_points(grades))}"
 
 
-def test_every_failed_hidden_test_teaches(pipeline):
+def test_every_failed_test_teaches(pipeline):
     result, members = pipeline
     for student in members:
         nb = result.autograded(student)
         for cell in nb.cells:
             meta = ah.nbgrader_meta(cell)
-            if cell.cell_type != "code" or not meta.get("grade") or "### BEGIN HIDDEN TESTS" not in cell.source:
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
                 continue
             for output in cell.outputs:
                 assert output.output_type != "stream" or output.name != "stderr", (
@@ -171,5 +171,6 @@ def test_feedback_shows_the_message_but_not_the_hidden_tests(pipeline):
     ah.nbgrader(["generate_feedback", ah.ASSIGNMENT, "--force", "--student", student], cwd=course)
     html = (course / "feedback" / student / ah.ASSIGNMENT / f"{ah.NOTEBOOK}.html").read_text()
     assert "the shortcut is not added to the branch" in html
-    for secret in ("_g_test_", "_g_switch_off_branch", "BEGIN HIDDEN TESTS"):
+    judges = (ah.SOURCE_DIR / "grading" / "judges.py").read_text(encoding="utf-8")
+    for secret in [line.strip() for line in judges.splitlines() if len(line.strip()) > 30]:
         assert secret not in html, f"the feedback reveals {secret!r}"

@@ -17,9 +17,10 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograde_cheats import CODE_CHEATS, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat
-from autograde_fixtures import (HIDDEN_MARK, MINI, cell_index, fill, insert_after, make_course,
-                                read_csv, release_and_answers, run_cli, stock_nbgrader, write)
+from autograde_cheats import (CODE_CHEATS, FORGERIES, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat,
+                              with_forgery, with_replayed_inputs)
+from autograde_fixtures import (HIDDEN_MARK, MINI, MINI_JUDGES, captured_mini, cell_index, fill, insert_after,
+                                make_course, read_csv, release_and_answers, run_cli, stock_nbgrader, write)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -54,7 +55,7 @@ def _duplicated_answers(release, answers):
     return nb
 
 
-def build_class(folder: Path, release, answers):
+def build_class(folder: Path, course: Path, release, answers):
     """Every submission of the class, and what the grader must make of it: {id: (score, status)}."""
     correct = fill(release, answers)
     wrong = fill(release, {"double": WRONG})
@@ -80,7 +81,13 @@ def build_class(folder: Path, release, answers):
     for name in CODE_CHEATS:
         answer = liar_answer(WRONG, "double") if name == "tensor_subclass_liar" else with_cheat(WRONG, name)
         add(f"cheat_{name}", fill(release, {"double": answer}), 0, None)
-    add("cheat_patch_while_the_test_runs", fill(release, {"double": patch_inside(WRONG, "double")}), 0, "tampering detected")
+    add("cheat_patch_while_the_test_runs", fill(release, {"double": patch_inside(WRONG, "double")}), 0, None)
+    # Forgeries: observations a correct answer gave in an earlier run (another seed), sent in the probe's format.
+    captured, table = captured_mini(course, answers)
+    for name in FORGERIES:
+        add(f"forged_{name}", fill(release, {"double": with_forgery(WRONG, name, captured)}), 0, None)
+    add("forged_answers_from_captured_inputs", fill(release, {"double": with_replayed_inputs(WRONG, "double", table)}),
+        0, None)
     for name, edit in NOTEBOOK_CHEATS.items():
         add(f"cheat_{name}", edit(wrong, TESTS), 0, "cells restored")
     for name in ("delete_tests", "tests_to_markdown", "unlock_tests", "strip_test_metadata"):
@@ -129,7 +136,7 @@ def build_class(folder: Path, release, answers):
 def graded(course, mini, tmp_path_factory):
     release, answers = mini
     folder = tmp_path_factory.mktemp("class")
-    expected = build_class(folder, release, answers)
+    expected = build_class(folder, course, release, answers)
     before = _tree_digest(folder), _tree_digest(course)
     out = tmp_path_factory.mktemp("out")
     run_mark = uuid.uuid4().hex  # in the environment of every process of this run: kernels inherit it
@@ -165,6 +172,7 @@ def test_grades_csv_columns(graded):
     "correct", "frank", "Zo\u00eb \u00c5ngstr\u00f6m \u674e\u96f7", "o'brien, \"quoted\" & <tag> =1+1", "wrong",
     "unanswered", "duplicates_and_foreign_kernel", "cheat_patch_while_the_test_runs",
     *[f"cheat_{name}" for name in CODE_CHEATS], *[f"cheat_{name}" for name in NOTEBOOK_CHEATS],
+    *[f"forged_{name}" for name in FORGERIES], "forged_answers_from_captured_inputs",
     "honest_delete_tests", "honest_tests_to_markdown", "honest_unlock_tests", "honest_strip_test_metadata",
     "empty", "pdf", "truncated", "other_assignment", "no_notebook", "os_exit", "ignores_interrupts",
     "memory_one_process", "memory_many_processes", "fork_bomb", "escapes", "kills_its_supervisor", "flood", "spy"])
@@ -180,10 +188,10 @@ def test_score_and_status(graded, student):
         assert row["written"] == "" and row["needs_manual_grade"] == "1" or row["written"] == "0", row
 
 
-def test_cheats_are_flagged(graded):
-    flagged = {name for name in CODE_CHEATS if graded["rows"][f"cheat_{name}"]["status"] == "tampering detected"}
-    # These leave nothing to undo or do not apply to the mini course's tests: they just fail.
-    assert set(CODE_CHEATS) - flagged <= {"fake_assertion_error", "tensor_subclass_liar", "patch_catch_warnings"}
+def test_forgeries_fail_with_the_judges_messages(graded):
+    """What a forgery sends was right for another seed: the judge says what is wrong with it, as for any answer."""
+    page = (graded["out"] / "feedback" / "forged_replay_in_place_of_the_probes.html").read_text(encoding="utf-8")
+    assert "double(x) should be 2 * x" in page
 
 
 def test_every_student_gets_feedback_without_hidden_tests(graded):
@@ -195,10 +203,11 @@ def test_every_student_gets_feedback_without_hidden_tests(graded):
     for page in feedback.iterdir():
         text = page.read_text(encoding="utf-8")
         assert not [code for code in hidden_code if code in text], page.name
-        if page.name in ("correct.html", "spy.html"):  # (a failing hidden test shows its message, by design)
+        if page.name in ("correct.html", "spy.html"):  # (a failing test shows its judge's message, by design)
             assert HIDDEN_MARK not in text
     spy = (feedback / "spy.html").read_text(encoding="utf-8")
-    assert "hidden test line removed" in spy
+    judged = [line.strip() for line in MINI_JUDGES.splitlines() if len(line.strip()) > 20]
+    assert not [line for line in judged if line in spy]  # the judges never were in the kernel: nothing to print
 
 
 def test_feedback_explains_what_could_not_be_graded(graded):
@@ -321,6 +330,45 @@ def test_the_cheats_fool_stock_nbgrader_but_not_this_tool(course, mini, graded, 
         stock_scores = {s.student.id: s.score for s in gb.find_assignment(MINI).submissions}
     assert all(stock_scores[name] > 0 for name in STOCK_FOOLED), stock_scores
     assert all(graded["rows"][f"cheat_{name}"]["score"] == "0" for name in STOCK_FOOLED)
+
+
+def _plain_nbgrader(tmp_path, course, students: dict, *flags) -> dict:
+    """Plain `nbgrader autograde` with the course's plugins (its nbgrader_config.py protected): {student: points}."""
+    stock = tmp_path / "plain"
+    stock.mkdir()
+    (stock / "nbgrader_config.py").write_text((course / "nbgrader_config.py").read_text()
+                                             + "from autograde.course import protect\nprotect(c)\n")
+    for name, nb in students.items():
+        write(nb, stock / "submitted" / name / MINI / f"{MINI}.ipynb")
+    with stock_nbgrader(stock, course / "source", MINI, "fixture-course", *flags) as gb:
+        return {s.student.id: sum(g.auto_score or 0 for g in s.notebooks[0].grades if g.name.startswith("test_"))
+                for s in gb.find_assignment(MINI).submissions}
+
+
+def test_cheats_and_forgeries_earn_nothing_through_plain_nbgrader(course, mini, tmp_path):
+    release, answers = mini
+    captured, table = captured_mini(course, answers)
+    students = {f"cheat_{name}": fill(release, {"double": with_cheat(WRONG, name)}) for name in CODE_CHEATS
+                if name != "tensor_subclass_liar"}
+    students.update({f"forged_{name}": fill(release, {"double": with_forgery(WRONG, name, captured)})
+                     for name in FORGERIES})
+    students["forged_inputs"] = fill(release, {"double": with_replayed_inputs(WRONG, "double", table)})
+    students["correct"] = fill(release, answers)
+    scores = _plain_nbgrader(tmp_path, course, students)
+    assert scores.pop("correct") == 3
+    assert scores == dict.fromkeys(scores, 0)
+
+
+def test_the_forgeries_are_real_attacks_with_the_seed_they_captured(course, mini, tmp_path):
+    """Run with the seed of the captured observations (only plain nbgrader's configuration can pin it), the replayed
+    observations pass: it is the new seed of every real run that defeats them."""
+    release, answers = mini
+    captured, table = captured_mini(course, answers)
+    students = {"replayed": fill(release, {"double": with_forgery(WRONG, "replay_in_place_of_the_probes", captured)}),
+                "inputs": fill(release, {"double": with_replayed_inputs(WRONG, "double", table)})}
+    from autograde_fixtures import EARLIER_SEED
+    assert _plain_nbgrader(tmp_path, course, students, f"--JudgedExecute.seed={EARLIER_SEED}") == {
+        "replayed": 3, "inputs": 3}
 
 
 def test_without_bubblewrap_the_tool_refuses_and_names_the_fix(course, mini, tmp_path):

@@ -51,12 +51,13 @@ ESCAPES = {
 begin, end = "### BEGIN " + "SOLUTION", "### END " + "SOLUTION"
 solutions = [p for p in visible_files((".ipynb",)) if begin in read(p) and "def double" in read(p)]
 gradebooks = [p for p in visible_files((".db", ".sqlite")) if "gradebook" in os.path.basename(p)]
+judges = [p for p in visible_files((".py",)) if "def test_hidden(student" in read(p)]
 for path in solutions[:1]:
     for cell in json.loads(read(path))["cells"]:
         code = "".join(cell["source"])
         if "def double" in code:
             exec(code.replace(begin, "").replace(end, ""))
-report(solutions=solutions, gradebooks=gradebooks)
+report(solutions=solutions, gradebooks=gradebooks, judges=judges)
 ''',
     "classmate": WRONG + WALK + '''
 mark = "classmate" + "-7f3a9e"
@@ -160,7 +161,7 @@ def _check(attempt, scores: dict, autograded: dict, feedback_texts: dict) -> Non
     assert scores == EXPECTED
     reports = {name: _reports(path) for name, path in autograded.items()}
     # Installed software is visible (read-only), with the example gradebooks nbgrader ships: nothing else.
-    assert reports["master_copy"]["solutions"] == []
+    assert reports["master_copy"]["solutions"] == [] and reports["master_copy"]["judges"] == []
     environment = (sys.prefix, os.path.realpath(sys.prefix))
     assert [path for path in reports["master_copy"]["gradebooks"] if not path.startswith(environment)] == []
     assert reports["classmate"] == {"leaks": []}

@@ -22,8 +22,8 @@ import jsonschema
 import nbformat
 import pytest
 
-from autograde_cheats import patch_inside
-from autograde_fixtures import MINI, PYTHON, REPO, fill, make_course, release_and_answers, run_cli
+from autograde_cheats import FORGERIES, patch_inside, with_forgery
+from autograde_fixtures import MINI, PYTHON, REPO, captured_mini, fill, make_course, release_and_answers, run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -41,7 +41,8 @@ def bundle(tmp_path_factory):
                    "--memory", "1024", "--jobs", "3")
     assert done.returncode == 0, done.stderr
     release, answers = release_and_answers(course)
-    return {"zip": out, "stdout": done.stdout, "release": release, "answers": answers, "course": course}
+    return {"zip": out, "stdout": done.stdout, "release": release, "answers": answers, "course": course,
+            "captured": captured_mini(course, answers)[0]}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,8 @@ def graded(bundle, roots):
         "wrong": {"mini.ipynb": fill(release, {"double": WRONG})},
         "broken": {"mini.ipynb": b"this is not JSON {"},
         "cheating": {"mini.ipynb": fill(release, {"double": patch_inside(WRONG, "double")})},
+        **{f"forged_{name}": {"mini.ipynb": fill(release, {"double": with_forgery(WRONG, name, bundle["captured"])})}
+           for name in FORGERIES},
         # A link to the bundle's own source (the solutions) is not the student's work: it is left out.
         "linked": {"mini.ipynb": roots / "correct" / "source" / "course" / "source" / MINI / f"{MINI}.ipynb"},
     }
@@ -157,7 +160,7 @@ def test_wrong_work_gets_the_tests_error_messages_without_code(graded):
     text = graded["wrong"][2]
     tests = _tests(text)
     assert json.loads(text)["score"] == 0
-    assert tests["test_visible"]["output"] == "AssertionError: double(ones) should be twos"
+    assert tests["test_visible"]["output"] == "AssertionError: double(x) should be 2 * x"
     assert tests["test_hidden"]["status"] == "failed" and tests["test_hidden"]["output"].startswith("AssertionError")
 
 
@@ -175,9 +178,11 @@ def test_a_broken_file_gets_zero_and_says_why(graded):
     assert all(test["status"] == "failed" and test["output"].startswith("Not run") for test in automatic)
 
 
-def test_cheating_scores_zero_and_is_named(graded):
-    results = json.loads(graded["cheating"][2])
-    assert results["score"] == 0 and "Status: tampering detected." in results["output"]
+def test_cheats_and_forgeries_score_zero(graded):
+    for name in ["cheating", *(f"forged_{forgery}" for forgery in FORGERIES)]:
+        results = json.loads(graded[name][2])
+        assert results["score"] == 0, (name, results["output"])
+        assert all(test["score"] == 0 for test in results["tests"]), name
 
 
 def test_a_link_to_the_bundles_source_is_not_graded(graded):

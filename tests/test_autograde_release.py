@@ -12,10 +12,10 @@ import sys
 import nbformat
 import pytest
 
-from assignment_helpers import ASSIGNMENT, RELEASE_NB, SOURCE_NB, graded_test_cells, marked_lines
-from autograde_cheats import NOTEBOOK_CHEATS, with_cheat
-from autograde_fixtures import (REPO, answers_from_source, cell_index, fill, mini_source, read_csv, run_cli,
-                                stock_nbgrader)
+import assignment_helpers as ah
+from assignment_helpers import ASSIGNMENT, RELEASE_NB, SOURCE_DIR, SOURCE_NB, graded_test_cells
+from autograde_cheats import FORGERIES, NOTEBOOK_CHEATS, with_cheat, with_forgery, with_replayed_inputs
+from autograde_fixtures import EARLIER_SEED, answers_from_source, cell_index, fill, mini_source, read_csv, run_cli
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
@@ -32,14 +32,35 @@ def assignment():
     source = nbformat.read(SOURCE_NB, as_version=4)
     release = nbformat.read(RELEASE_NB, as_version=4)
     answers = answers_from_source(source)
-    test_cells = graded_test_cells(source)  # grade_id -> (part, points, has hidden tests), in notebook order
+    test_cells = graded_test_cells(source)  # grade_id -> (part, points, hidden), in notebook order
     tests = list(test_cells)
     points = {grade_id: value for grade_id, (_, value, _) in test_cells.items()}
-    hidden = {line for cell in source.cells for line in marked_lines(cell.source, "HIDDEN TESTS")}
-    # A hidden reference implementation may share lines with the answers: those are the student's own.
-    hidden -= {line.strip() for answer in answers.values() for line in answer.splitlines()}
+    judges = (SOURCE_DIR / "grading" / "judges.py").read_text(encoding="utf-8")
+    secret = {line.strip() for line in judges.splitlines() if len(line.strip()) >= 25}
     return {"source": source, "release": release, "answers": answers, "tests": tests, "points": points,
-            "hidden": hidden}
+            "judges": secret}
+
+
+def _forgeries(wrong_answers):
+    """The forgeries, carrying what the probes saw of the reference answers in an earlier run (another seed), and a
+    conv_output_size that looks up the right sizes of that run's inputs."""
+    captured = ah._reference(EARLIER_SEED)
+    probes = ah.grading().probes
+    cases = probes.visible_size_cases(EARLIER_SEED) + sum(probes.hidden_size_cases(EARLIER_SEED), [])
+    table = {}
+    for args in cases:
+        right = ah.conv_size(*args)
+        table[repr(list(args))] = right  # conv_output_size(32, 3, 2, 1)
+        names = dict(zip(("size", "kernel_size", "stride", "padding"), args))
+        table[repr(sorted(names.items()))] = right  # conv_output_size(size=32, kernel_size=3, ...)
+    subs = {f"forged_{name}": {"conv_output_size": with_forgery(wrong_answers["conv_output_size"], name, captured)}
+            for name in FORGERIES}
+    subs["forged_answers_from_captured_inputs"] = {
+        "conv_output_size": with_replayed_inputs(WRONG_SIZE, "conv_output_size", table)}
+    return subs
+
+
+WRONG_SIZE = "def conv_output_size(size, kernel_size, stride=1, padding=0):\n    return (size + 2 * padding - kernel_size) // stride\n"
 
 
 def _no_shortcut(answers):
@@ -91,19 +112,16 @@ def graded(assignment, tmp_path_factory):
     for cheat in CHEATS:
         subs[f"cheat_{cheat}"] = fill(release, {**wrong_answers,
                                                 "conv_output_size": with_cheat(wrong_answers["conv_output_size"], cheat)})
+    for name, changed in _forgeries(wrong_answers).items():
+        subs[name] = fill(release, {**wrong_answers, **changed})
     for name, nb in subs.items():
         (folder / f"{name}.ipynb").write_text(json.dumps(nb, indent=1), encoding="utf-8")
-    honest = tmp_path_factory.mktemp("stock")
-    for name in HONEST:
-        target = honest / "submitted" / name / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-        target.parent.mkdir(parents=True)
-        target.write_text(json.dumps(subs[name], indent=1), encoding="utf-8")
     (folder / "broken.ipynb").write_text(nbformat.writes(correct)[:1000], encoding="utf-8")
     out = tmp_path_factory.mktemp("out")
     done = run_cli("grade", folder, "--assignment", ASSIGNMENT, "--out", out, "--jobs", "2", "--timeout", "30",
                    "--no-progress", timeout=1200)
     rows = read_csv(out / "grades.csv") if (out / "grades.csv").exists() else {}
-    return {"done": done, "rows": rows, "out": out, "names": set(subs) | {"broken"}, "stock": honest}
+    return {"done": done, "rows": rows, "out": out, "names": set(subs) | {"broken"}, "answers": wrong_answers}
 
 
 def _autograded(row, tests):
@@ -136,17 +154,26 @@ def test_a_wrong_block_loses_the_block_tests(graded, assignment):
     assert graded["rows"]["unanswered"]["score"] == "0"
 
 
-@pytest.mark.parametrize("name", [*(f"cheat_{c}" for c in CHEATS), "deleted_tests_wrong", "emptied_tests_wrong",
+@pytest.mark.parametrize("name", [*(f"cheat_{c}" for c in CHEATS), *(f"forged_{f}" for f in FORGERIES),
+                                  "forged_answers_from_captured_inputs", "deleted_tests_wrong", "emptied_tests_wrong",
                                   "unlocked_tests_wrong", "tests_to_raw_wrong"])
 def test_cheats_do_not_earn_points(graded, assignment, name):
-    """A cheat added to the wrong solution must not win back anything the wrong solution lost."""
+    """A cheat or a forgery added to the wrong solution must not win back anything the wrong solution lost."""
     wrong = _autograded(graded["rows"]["wrong"], assignment["tests"])
     cheated = _autograded(graded["rows"][name], assignment["tests"])
     assert all(cheated[t] <= wrong[t] for t in assignment["tests"]), {
         t: (wrong[t], cheated[t]) for t in assignment["tests"] if cheated[t] > wrong[t]}
-    expected = "cells restored" if not name.startswith("cheat_") else "tampering detected"
-    if name != "cheat_patch_catch_warnings" or graded["rows"][name]["status"] != "ok":
-        assert graded["rows"][name]["status"] == expected, graded["rows"][name]["notes"]
+    if not name.startswith(("cheat_", "forged_")):
+        assert graded["rows"][name]["status"] == "cells restored", graded["rows"][name]["notes"]
+
+
+def test_the_forgeries_are_real_attacks(assignment):
+    """With the seed of the run they captured, the forgeries' observations pass every judge: only the grader's new
+    seed makes them worthless."""
+    captured = ah._reference(EARLIER_SEED)
+    grading = ah.grading()
+    for test, observed in captured.items():
+        assert grading.judge(test, observed, observed, EARLIER_SEED).passed, test
 
 
 def test_broken_and_stopped_notebooks(graded, assignment):
@@ -162,23 +189,21 @@ def test_broken_and_stopped_notebooks(graded, assignment):
         assert all(got[t] == 0 for t in assignment["tests"] if "build_network" in t)
 
 
-def test_feedback_never_shows_hidden_test_code(graded, assignment):
+def test_feedback_never_shows_the_judges(graded, assignment):
     pages = list((graded["out"] / "feedback").glob("*.html"))
     assert {p.stem for p in pages} == graded["names"]
     for page in pages:
         text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
-        leaked = [line for line in assignment["hidden"] if line in text]
+        leaked = [line for line in assignment["judges"] if line in text]
         assert not leaked, (page.name, leaked[:3])
     correct = (graded["out"] / "feedback" / "correct.html").read_text(encoding="utf-8")
-    assert "hidden tests passed" in correct
+    assert "ResidualBlock: the whole formula holds, in training and eval mode" in correct
 
 
-def test_honest_work_gets_what_stock_nbgrader_gives(graded, assignment):
-    """The sandbox, the guard and the restoring change nothing for notebooks that play by the rules."""
-    stock = graded["stock"]
-    flags = ["--CourseDirectory.course_id=stock", f"--CourseDirectory.root={stock}"]
-    with stock_nbgrader(stock, REPO / "source", ASSIGNMENT, "stock", *flags) as gb:
-        for name in HONEST:
-            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, name)
-            expected = {grade.name: float(grade.score or 0) for grade in notebook.grades if grade.name in assignment["tests"]}
-            assert _autograded(graded["rows"][name], assignment["tests"]) == expected, name
+def test_the_kernels_judge_as_the_in_process_grading_does(graded, assignment):
+    """The probes in isolated kernels, and the same probes run in this process, get the same verdicts."""
+    stubs = {gid: cell.source for gid, cell in ah.answer_cells(ah.read_notebook(RELEASE_NB)).items()}
+    for name, answers in (("correct", ah.reference_answers()), ("wrong", graded["answers"]), ("unanswered", stubs)):
+        expected = ah.grade_in_process(answers, seed=12345)
+        got = _autograded(graded["rows"][name], assignment["tests"])
+        assert {t for t in assignment["tests"] if got[t] == 0} == set(expected.failures), name

@@ -1,5 +1,5 @@
 """Unit tests of the grading tool's parts that need no kernel: unzipping, discovery, reading and
-restoring notebooks, feedback redaction, the names the tamper guard pins."""
+restoring notebooks, feedback redaction, the plugins' composition."""
 import csv
 import json
 import os
@@ -13,7 +13,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from autograde import safezip
 from autograde import status as st
-from autograde.guard.source import bound_names, used_builtins
 from autograde.inputs import NotebookChooser, discover, open_submissions, read_submission, unwrap
 from autograde.preprocessors import REDACTED, HideHiddenTests, NotGradable, RestoreCells
 from autograde.results import Result, write_grades
@@ -317,28 +316,20 @@ def test_feedback_never_fails_on_delimiters_a_student_typed():
     assert nb.cells[1].source == "a = 1"
 
 
-# -- what the guard pins ------------------------------------------------------------------------
-
-def test_bound_names_and_used_builtins():
-    source = ("import numpy as np\nimport torch.nn.functional as F\nfrom torch import nn\n%matplotlib inline\n"
-              "DEVICE = 'cpu'\nif True:\n    a, (b, c) = 1, (2, 3)\ndef helper():\n    inner = 1\nclass K: pass\n")
-    assert bound_names(source) == {"np", "F", "nn", "DEVICE", "a", "b", "c", "helper", "K"}
-    assert used_builtins("assert isinstance(x, int) and len(y) == 2\nraise AssertionError") == {
-        "isinstance", "int", "len", "AssertionError"}
-
+# -- what counts as having run ------------------------------------------------------------------
 
 def test_a_forged_ran_marker_in_the_metadata_does_not_count(monkeypatch):
-    from autograde.execute import GuardedExecute
+    from autograde.execute import JudgedExecute
 
     ran, forged = _test_cell("assert True"), _test_cell("assert False")
     forged.metadata.nbgrader["grade_id"] = "forged"
     forged.metadata.autograde = {"ran": "ok"}  # what a submission could carry to fake a run
 
-    async def run_only_the_first(self):  # no kernel: pretend the first cell ran and the run stopped there
+    async def run_only_the_first(self, workdir):  # no kernel: pretend the first cell ran and the run stopped there
         self._ran[id(self.nb.cells[0])] = "ok"
 
-    monkeypatch.setattr(GuardedExecute, "_async_run", run_only_the_first)
-    nb, _ = GuardedExecute(guard=False).preprocess(new_notebook(cells=[ran, forged]), {})
+    monkeypatch.setattr(JudgedExecute, "_async_run", run_only_the_first)
+    nb, _ = JudgedExecute().preprocess(new_notebook(cells=[ran, forged]), {})
     assert nb.cells[0].outputs == []
     assert [o.ename for o in nb.cells[1].outputs] == ["NotRun"]
 
@@ -349,15 +340,15 @@ def test_the_course_config_composes_the_grading_plugins():
     from nbgrader.preprocessors import Execute, OverwriteCells
 
     from autograde.course import load_course_config, protect
-    from autograde.execute import GuardedExecute
+    from autograde.execute import JudgedExecute
     from autograde.sandbox.kernel import IsolatedKernelManager
 
     config = load_course_config(Path(__file__).resolve().parent.parent)
     sanitize, autograde = config.Autograde.sanitize_preprocessors, config.Autograde.autograde_preprocessors
     assert sanitize.index(RestoreCells) < sanitize.index(OverwriteCells)
-    assert GuardedExecute in autograde and Execute not in autograde
+    assert JudgedExecute in autograde and Execute not in autograde
     assert HideHiddenTests in config.GenerateFeedback.preprocessors
-    assert GuardedExecute().kernel_manager_class is IsolatedKernelManager
+    assert JudgedExecute().kernel_manager_class is IsolatedKernelManager
     protected = protect(load_course_config(Path(__file__).resolve().parent.parent))
     assert protected.Autograde.sanitize_preprocessors == sanitize  # nothing to add: the same plugins
     assert protected.Autograde.autograde_preprocessors == autograde
@@ -368,14 +359,15 @@ def test_protect_adds_the_plugins_a_bare_config_lacks():
     from traitlets.config import Config
 
     from autograde.course import protect
-    from autograde.execute import GuardedExecute
+    from autograde.execute import JudgedExecute
 
     config = protect(Config())
     sanitize = config.Autograde.sanitize_preprocessors
     assert sanitize.index(RestoreCells) == sanitize.index(OverwriteCells) - 1
-    assert config.Autograde.autograde_preprocessors[0] is GuardedExecute
+    assert config.Autograde.autograde_preprocessors[0] is JudgedExecute
     assert Execute not in config.Autograde.autograde_preprocessors
     assert HideHiddenTests in config.GenerateFeedback.preprocessors
+    assert "grading" in config.CourseDirectory.ignore  # probes and judges are never released nor copied
 
 
 def test_a_forged_grading_report_in_a_submission_is_discarded():

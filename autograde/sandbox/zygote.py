@@ -17,6 +17,7 @@ The server ends, killing its supervisors, when the grading run that started it c
 """
 from __future__ import annotations
 
+import ast
 import gc
 import glob
 import importlib
@@ -33,7 +34,6 @@ from pathlib import Path
 
 import psutil
 
-from ..guard.source import imported_modules
 from . import linux
 from .bwrap import bwrap_command
 from .supervisor import KernelRequest, read_line, send, supervise
@@ -43,7 +43,7 @@ PRELOADABLE = {"torch", "torchvision", "numpy", "scipy", "sklearn", "pandas", "m
 # Modules every grading kernel needs; the assignment's own imports are added on the command line.
 BASE_PRELOAD = ["IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
                 "matplotlib_inline.backend_inline", "sqlite3", "pdb", "pydoc", "cProfile", "faulthandler",
-                "mimetypes"]
+                "mimetypes", "autograde.probing"]
 
 
 def preload(modules) -> list[str]:
@@ -154,6 +154,22 @@ def _kill_orphans(supervisors: set[int]) -> None:
                     process.kill()
                 except psutil.Error:
                     pass
+
+
+def imported_modules(sources) -> set[str]:
+    """Absolute module names imported by the given code sources; code that does not parse is skipped."""
+    found = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+    return found
 
 
 def assignment_imports(source_dir: Path) -> list[str]:

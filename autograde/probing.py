@@ -1,0 +1,115 @@
+"""The kernel's side of a judged test: run one probe and send back what it observed, as plain data.
+
+A probe is a function of an assignment's ``grading/probes.py`` (see docs/instructors.md, "Writing probes and
+judges"): ``probe(namespace, seed) -> dict``. It calls the student's code, found in the notebook's *namespace*,
+on inputs it draws from *seed*, and returns what it saw: numbers, strings, lists, dicts, arrays. The grader sends
+the probe module's source and a fresh seed with every probe (:func:`run_probe`), so nothing here is a secret and
+nothing here decides a grade: whatever this module sends, the grader's judge (:mod:`autograde.judging`) compares
+with what it computes itself. A student's code can replace all of this; it then only loses its own points.
+
+Arrays travel as base64 of their bytes with their dtype and shape (never pickled); the whole answer is one
+``display_data`` message of the MIME type :data:`MIME`, at most ``limit`` bytes of JSON.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import types
+import warnings
+
+MIME = "application/vnd.autograde.observations+json"
+MAX_TEXT = 2000  # characters of an exception's message that travel
+
+
+class Stop(Exception):
+    """The student's code failed while a probe called it: the probe ends, and says what it was doing."""
+
+    def __init__(self, what: str, error: BaseException):
+        super().__init__(what)
+        self.record = {"what": what, "type": type(error).__name__, "message": str(error)[:MAX_TEXT]}
+        if isinstance(error, NameError) and getattr(error, "name", None):
+            self.record["undefined"] = error.name
+
+
+def attempt(what: str, function, *args, **kwargs):
+    """``function(*args, **kwargs)``; any exception it raises ends the probe with :class:`Stop` (*what* it was)."""
+    try:
+        return function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - whatever the student's code raised, the judge says so
+        raise Stop(what, error) from None
+
+
+def need(namespace: dict, name: str):
+    """The notebook's *name*; a probe stops when the notebook never defined it."""
+    if name not in namespace:
+        raise Stop(name, NameError(f"name {name!r} is not defined", name=name))
+    return namespace[name]
+
+
+def encode(value, depth: int = 0):
+    """*value* as JSON-ready data; tensors and numpy arrays as {"__array__": dtype, "shape", "data": base64}."""
+    if depth > 32:
+        raise ValueError("observations nested too deeply")
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}  # JSON has no NaN or infinity
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(key): encode(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(item, depth + 1) for item in value]
+    array = _as_numpy(value)
+    if array is None:
+        return {"__repr__": repr(value)[:200]}
+    if array.ndim == 0:
+        return encode(array.item(), depth + 1)
+    return {"__array__": array.dtype.str, "shape": list(array.shape),
+            "data": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def _as_numpy(value):
+    import numpy as np
+
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, on any real device
+        value = value.detach().cpu()
+        if value.is_floating_point() and value.element_size() < 4:
+            value = value.float()  # half precision, bfloat16: numpy has no bfloat16
+        value = value.numpy()
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        return None
+    if value.dtype.kind == "f":
+        return value.astype("<f4" if value.dtype.itemsize <= 4 else "<f8")
+    if value.dtype.kind in "iu":
+        return value.astype("<i8")
+    if value.dtype.kind == "b":
+        return value.astype("|b1")
+    return None
+
+
+def observe(probes: types.ModuleType, name: str, namespace: dict, seed: int):
+    """What the probe *name* of the module *probes* observed in *namespace*, encoded for JSON."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a warning is the student's business, not the probe's
+        try:
+            observed = getattr(probes, name)(namespace, seed)
+        except Stop as stop:
+            observed = {"stopped": stop.record}
+        except Exception as error:  # noqa: BLE001 - a probe that broke on odd student objects: the judge says so
+            observed = {"stopped": {"what": None, "type": type(error).__name__, "message": str(error)[:MAX_TEXT]}}
+    return encode(observed)
+
+
+def run_probe(source: str, name: str, seed: int, limit: int) -> None:
+    """Load the probe module from *source*, run its probe *name* on the notebook's namespace, publish the result."""
+    from IPython import get_ipython
+    from IPython.display import publish_display_data
+
+    module = types.ModuleType("autograde_probes")
+    exec(compile(source, "<probes>", "exec"), module.__dict__)  # noqa: S102 - the instructor's probe code
+    text = json.dumps(observe(module, name, get_ipython().user_ns, seed))
+    if len(text) > limit:
+        text = json.dumps({"oversized": len(text)})
+    publish_display_data({MIME: json.loads(text)})

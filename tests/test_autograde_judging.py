@@ -1,0 +1,278 @@
+"""Probes and judges (autograde.probing, autograde.judging, autograde.execute.JudgedExecute) on tiny notebooks.
+
+The codec and the judges' side run in this process; the executor runs real kernels (without isolation: the
+sandbox has tests of its own), with a tiny judged assignment whose probes and judges are written here."""
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from autograde import execute
+from autograde.execute import JudgedExecute
+from autograde.judging import Grading, Malformed, Observations, check, decode
+from autograde.probing import encode
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the supervisor uses Linux features")
+
+
+# -- the transport -------------------------------------------------------------------------------------------
+
+def roundtrip(value):
+    return decode(json.loads(json.dumps(encode(value))))
+
+
+def test_observations_travel_as_plain_json_and_come_back_as_arrays():
+    sent = {"ints": torch.arange(6).reshape(2, 3), "floats": torch.rand(2, 2, dtype=torch.float64),
+            "singles": torch.ones(3), "flags": torch.tensor([True, False]), "numbers": [1, 2.5, float("nan")],
+            "half": torch.ones(2, dtype=torch.float16), "nested": {"deep": [np.zeros((0, 4))]}, "scalar": torch.tensor(3)}
+    got = roundtrip(sent)
+    assert got["ints"].dtype == np.int64 and got["ints"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert got["floats"].dtype == np.float64 and np.array_equal(got["floats"], sent["floats"].numpy())
+    assert got["singles"].dtype == np.float32 and got["half"].dtype == np.float32
+    assert got["flags"].tolist() == [True, False] and got["scalar"] == 3
+    assert got["numbers"][:2] == [1, 2.5] and np.isnan(got["numbers"][2])
+    assert got["nested"]["deep"][0].shape == (0, 4)
+    assert roundtrip({"module": torch.nn.ReLU()})["module"].startswith("ReLU(")  # only its text form travels
+
+
+@pytest.mark.parametrize("forged, why", [
+    ({"__array__": "|O", "shape": [1], "data": "AA=="}, "dtype"),  # an object array would need pickle
+    ({"__array__": "<f8", "shape": [2], "data": "AAAAAAAAAAA="}, "does not fit its shape"),
+    ({"__array__": "<f8", "shape": [-1], "data": ""}, "dtype, shape"),
+    ({"__array__": "<f8", "shape": [1], "data": "not base64!"}, "base64"),
+    ({"__array__": "<i8", "shape": [5_000_000], "data": ""}, "larger than"),
+])
+def test_malformed_arrays_are_refused(forged, why):
+    with pytest.raises(Malformed, match=why):
+        decode({"a": [forged]})
+
+
+def test_observations_nested_too_deeply_are_refused():
+    deep = {}
+    for _ in range(40):
+        deep = {"d": deep}
+    with pytest.raises(Malformed, match="nested"):
+        decode(deep)
+
+
+def test_the_getters_name_what_is_missing_or_of_another_type():
+    seen = Observations(decode({"n": 3, "flag": True, "text": "x", "array": encode(torch.zeros(2))}))
+    assert seen.integer("n") == 3 and seen.flag("flag") is True and seen.tensor("array").dtype == torch.float64
+    for getter, key in ((seen.integer, "flag"), (seen.flag, "n"), (seen.text, "n"), (seen.array, "n"),
+                        (seen.integer, "missing")):
+        with pytest.raises(Malformed, match=key):
+            getter(key)
+    with pytest.raises(Malformed, match="shape"):
+        seen.array("array", (3,))
+
+
+# -- a tiny judged assignment --------------------------------------------------------------------------------
+
+PROBES = '''
+import torch
+from autograde.probing import attempt, need
+
+def inputs(seed):
+    return torch.randn(4, generator=torch.Generator().manual_seed(seed))
+
+def test_square(namespace, seed):
+    return {"y": attempt("square(x)", need(namespace, "square"), inputs(seed))}
+
+def test_twice(namespace, seed):
+    if namespace.get("TWICE"):
+        from IPython.display import publish_display_data
+        publish_display_data({"application/vnd.autograde.observations+json": {"y": 0}})
+    return {"y": 1}
+
+def test_slow(namespace, seed):
+    if namespace.get("SLOW"):
+        import time
+        time.sleep(600)
+    return {}
+
+def test_big(namespace, seed):
+    return {"y": torch.zeros(100_000 if namespace.get("BIG") else 1)}
+
+def test_cwd(namespace, seed):
+    import os
+    return {"cwd": os.getcwd(), "files": sorted(os.listdir("."))}
+'''
+JUDGES = '''
+import torch
+from autograde.judging import check
+from . import probes
+
+def test_square(student, reference, seed):
+    x = probes.inputs(seed).double()
+    check(torch.allclose(student.tensor("y"), x * x), "square(x) should be x * x")
+    check(torch.allclose(reference.tensor("y"), x * x), "the reference is wrong")
+    return "square squares"
+
+def test_twice(student, reference, seed):
+    return "never"
+
+test_slow = test_big = test_twice
+
+def test_cwd(student, reference, seed):
+    return "in " + student.text("cwd") + ": " + ", ".join(student.items("files"))
+'''
+
+
+@pytest.fixture
+def course(tmp_path):
+    grading = tmp_path / "source" / "tiny" / "grading"
+    grading.mkdir(parents=True)
+    (grading / "probes.py").write_text(PROBES)
+    (grading / "judges.py").write_text(JUDGES)
+    return tmp_path
+
+
+def _cell(source, grade_id, grade=False, solution=False):
+    cell = new_code_cell(source)
+    cell.metadata.nbgrader = {"grade": grade, "grade_id": grade_id, "locked": not solution, "solution": solution,
+                              "schema_version": 3, **({"points": 1} if grade else {})}
+    return cell
+
+
+def _notebook(answer, *tests, before_tests=""):
+    cells = [_cell("import torch", "setup"), _cell(answer, "square", solution=True)]
+    if before_tests:
+        cells.append(new_code_cell(before_tests))
+    return new_notebook(cells=cells + [_cell(test, name, grade=True) for name, test in tests])
+
+
+def _grade(course, nb, reference=None, **options):
+    import nbformat
+
+    reference = reference or _notebook("def square(x):\n    return x * x", *[(c.metadata.nbgrader.grade_id, c.source)
+                                                                             for c in nb.cells if c.metadata.get(
+                                                                                 "nbgrader", {}).get("grade")])
+    path = course / "source" / "tiny" / "tiny.ipynb"
+    nbformat.write(reference, path)
+    config = Config()
+    config.IsolatedKernelManager.isolation = "none"
+    config.JudgedExecute.update({"timeout": 20, "grading_dir": str(course / "source" / "tiny" / "grading"),
+                                 "reference_notebook": str(path), **options})
+    grader = JudgedExecute(config=config)
+    graded, _ = grader.preprocess(nb, {"metadata": {"path": str(course)}})
+    return {c.metadata.nbgrader.grade_id: c.outputs for c in graded.cells if c.metadata.get("nbgrader", {}).get(
+        "grade")}, grader.report
+
+
+def _verdict(outputs):
+    assert len(outputs) == 1, outputs
+    return ("passed", outputs[0].text) if outputs[0].output_type == "stream" else ("failed", outputs[0].evalue)
+
+
+@linux
+def test_a_test_cell_never_runs_in_the_kernel_its_probe_does(course):
+    # The test cell's own code would fail, print and raise: it never runs; the judge decides from the probe.
+    test = "print('the test cell ran')\nraise AssertionError('the test cell ran')"
+    outputs, report = _grade(course, _notebook("def square(x):\n    return x * x", ("test_square", test)))
+    assert _verdict(outputs["test_square"]) == ("passed", "square squares\n")
+    outputs, _ = _grade(course, _notebook("def square(x):\n    return x + x", ("test_square", "pass")))
+    assert _verdict(outputs["test_square"]) == ("failed", "square(x) should be x * x")
+
+
+@linux
+def test_what_the_kernel_prints_in_a_test_cell_counts_for_nothing(course):
+    # A cell of the student's own publishes observations and prints "passed": neither reaches the verdict.
+    forged = ("from IPython.display import publish_display_data\n"
+              "publish_display_data({'application/vnd.autograde.observations+json': {'y': [1.0]}})\n")
+    outputs, _ = _grade(course, _notebook("def square(x):\n    raise ValueError('no')", ("test_square", "pass"),
+                                          before_tests=forged))
+    assert _verdict(outputs["test_square"]) == ("failed", "square(x) raised ValueError: no")
+
+
+@linux
+def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
+    outputs, _ = _grade(course, _notebook("def square(x):\n    return x * x", ("test_twice", "pass"),
+                                          ("test_big", "pass"), ("test_slow", "pass"),
+                                          before_tests="TWICE = BIG = SLOW = True"),
+                        max_observation_bytes=100_000, timeout=3)
+    assert "more than once" in _verdict(outputs["test_twice"])[1]
+    assert "larger than the grader accepts" in _verdict(outputs["test_big"])[1]
+    assert _verdict(outputs["test_slow"]) == ("failed", "this test did not finish: it ran past the time limit")
+
+
+@linux
+def test_the_reference_runs_once_per_process_and_seed(course, monkeypatch):
+    runs = []
+    real = JudgedExecute.observe_reference
+    monkeypatch.setattr(JudgedExecute, "observe_reference", lambda self, *a: runs.append(1) or real(self, *a))
+    monkeypatch.setattr(execute, "_REFERENCES", {})
+    nb = _notebook("def square(x):\n    return x * x", ("test_square", "pass"))
+    _grade(course, nb, seed=5)
+    _grade(course, _notebook("def square(x):\n    return x", ("test_square", "pass")), seed=5)
+    assert len(runs) == 1
+    _grade(course, nb, seed=6)
+    assert len(runs) == 2
+
+
+@linux
+def test_a_reference_that_fails_its_own_probe_stops_the_grading(course):
+    nb = _notebook("def square(x):\n    return x * x", ("test_square", "pass"))
+    with pytest.raises(RuntimeError, match="fail their own probes: test_square: square.x. raised ZeroDivisionError"):
+        _grade(course, nb, reference=_notebook("def square(x):\n    return 1 / 0", ("test_square", "pass")))
+
+
+def test_a_test_without_its_judge_is_a_configuration_error(course):
+    with pytest.raises(RuntimeError, match="no probe or no judge for the test cells test_cube"):
+        _grade(course, _notebook("def square(x):\n    return x * x", ("test_cube", "pass")))
+
+
+@linux
+def test_the_kernel_works_in_a_new_folder_with_copies_of_the_data_files(course):
+    (course / "data.csv").write_text("1,2\n")
+    (course / "secret.txt").write_text("the grader's\n")
+    (course / "link.csv").symlink_to(course / "secret.txt")
+    outputs, _ = _grade(course, _notebook("def square(x):\n    return x * x", ("test_cwd", "pass")))
+    status, message = _verdict(outputs["test_cwd"])
+    folder, files = message.strip().split(": ")
+    assert folder != str(course) and files.split(", ") == ["data.csv", "secret.txt"]  # no link, no notebook, no source/
+
+
+@linux
+def test_an_assignment_without_judges_is_graded_as_stock_nbgrader_grades_it(tmp_path):
+    config = Config()
+    config.IsolatedKernelManager.isolation = "none"
+    config.JudgedExecute.grading_dir = str(tmp_path / "none")
+    skipped = _cell("assert square(2) == 5", "skipped", grade=True)
+    skipped.metadata["tags"] = ["skip-execution"]  # nbclient skips it: no credit for what did not run
+    nb = _notebook("def square(x):\n    return x * x", ("right", "assert square(3) == 9"),
+                   ("wrong", "assert square(3) == 6"))
+    nb.cells.append(skipped)
+    graded, _ = JudgedExecute(config=config).preprocess(nb, {})
+    errors = [[o.ename for o in c.outputs if o.output_type == "error"] for c in graded.cells[2:]]
+    assert errors == [[], ["AssertionError"], ["NotRun"]]
+
+
+def test_a_judge_that_breaks_fails_the_test_and_tells_the_instructor(course):
+    (course / "source" / "tiny" / "grading" / "judges.py").write_text(textwrap.dedent('''
+        def test_square(student, reference, seed):
+            return 1 / 0
+    '''))
+    grading = Grading(course / "source" / "tiny" / "grading")
+    verdict = grading.judge("test_square", {"y": 1}, {"y": 1}, 0)
+    assert not verdict.passed and "could not judge" in verdict.message and "ZeroDivisionError" in verdict.note
+
+
+def test_a_stop_says_which_call_failed_and_what_is_undefined(course):
+    grading = Grading(course / "source" / "tiny" / "grading")
+    stopped = grading.judge("test_square", {"stopped": {"what": "square(x)", "type": "TypeError", "message": "no"}},
+                            {}, 0)
+    undefined = grading.judge("test_square", {"stopped": {"what": "square", "type": "NameError", "message": "x",
+                                                          "undefined": "square"}}, {}, 0)
+    assert stopped.message == "square(x) raised TypeError: no"
+    assert undefined.message.startswith("square is not defined: the cell that defines it must run")
+
+
+def test_check_fails_with_its_message():
+    check(True, "never shown")
+    with pytest.raises(AssertionError, match="shown"):
+        check(0, "shown")
