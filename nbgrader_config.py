@@ -7,7 +7,9 @@ grade the same way, with the same protection (docs/instructors.md, "How grading 
 * JudgedExecute runs the notebook in a kernel isolated by the OS (bubblewrap: no view of the course, the
   gradebooks, other submissions or the network) with timeouts that hold; in place of each test cell the kernel runs
   the test's probe, and the test's judge decides in the grader's process (source/<assignment>/grading/);
-* HideHiddenTests keeps hidden tests (of assignments graded the stock way) out of feedback.
+* HideHiddenTests keeps hidden tests (of assignments graded the stock way) out of feedback;
+* CleanHTML cleans students' HTML and markdown, in feedback and in formgrader, and FeedbackExporter gives each
+  feedback page a policy that lets no script run but its own MathJax, inlined (no network needed).
 """
 import os
 
@@ -16,7 +18,9 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 from autograde.execute import JudgedExecute
+from autograde.feedback import FeedbackExporter
 from autograde.preprocessors import HideHiddenTests, RestoreCells
+from autograde.sanitize import CleanHTML
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
 
@@ -40,7 +44,14 @@ c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCells, DeduplicateIds,
 # it was given with their metadata untouched, so the check while sanitizing is enough.)
 c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties]
-c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+# CleanHTML comes after HideHiddenTests: a line redacted from clean HTML could leave a tag open.
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CleanHTML, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.exporter_class = FeedbackExporter
+# Formgrader shows submissions with an HTMLExporter of its own, built from this file when Jupyter starts in this
+# folder: it cleans them too. Feedback's exporter does not clean first as well (the redaction above would not
+# recognise hidden lines in HTML already escaped).
+c.HTMLExporter.preprocessors = [CleanHTML]
+c.GenerateFeedback.HTMLExporter.preprocessors = []
 
 # A whole notebook gets this long per cell; the reference solution needs a few seconds in all.
 c.Execute.timeout = 60

@@ -4,8 +4,11 @@ The protections are nbgrader plugins, composed in ``nbgrader_config.py``, so tha
 formgrader's Autograde button grade the same way:
 
 * :mod:`autograde.preprocessors` — RestoreCells (put the assignment's cells back), HideHiddenTests (feedback);
-* :mod:`autograde.execute` — GuardedExecute: isolated kernels, the tamper guard, timeouts that hold;
-* :mod:`autograde.guard` — the tamper guard's code inside the kernel, and what it protects;
+* :mod:`autograde.sanitize` — CleanHTML: students' HTML and markdown cleaned, in feedback and formgrader;
+* :mod:`autograde.execute` — JudgedExecute: isolated kernels, each test's probe run in place of its cell, the
+  verdicts of its judge, timeouts that hold;
+* :mod:`autograde.probing` — the kernel's side of a test: run a probe, send what it saw as plain data;
+* :mod:`autograde.judging` — the grader's side: read the observations, load an assignment's probes and judges;
 * :mod:`autograde.sandbox` — the OS isolation of every kernel (bubblewrap), its limits, warm kernels.
 
 The rest is the parallel driver around them, in the order a grading run uses it:
@@ -18,14 +21,15 @@ The rest is the parallel driver around them, in the order a grading run uses it:
 * :mod:`autograde.worker` — grade one submission with nbgrader's Autograde and GenerateFeedback;
 * :mod:`autograde.results` — the Result record, grades.csv, the cache and the summary;
   :mod:`autograde.exports` — the grade file each LMS imports;
-* :mod:`autograde.feedback` — feedback pages; :mod:`autograde.formgrader` — the class course for formgrader.
+* :mod:`autograde.feedback` — feedback pages (their Content-Security-Policy, MathJax inlined);
+  :mod:`autograde.formgrader` — the class course for formgrader.
 
 Beyond one machine: :mod:`autograde.shards` — ``grade --shard I/N`` and ``merge``; :mod:`autograde.slurm` — a class
 as a Slurm array job and a merge job; :mod:`autograde.gradescope` — Gradescope's autograder bundle and its runtime.
 """
 
 # Part of every cache key: bump it when a change to the grader can change grades.
-GRADER_VERSION = "3"
+GRADER_VERSION = "4"
 
 
 class AutogradeError(Exception):

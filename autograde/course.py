@@ -26,6 +26,7 @@ from pathlib import Path
 import nbformat
 import nbgrader
 import nbgrader.api
+from nbconvert.exporters import HTMLExporter
 from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
@@ -37,6 +38,7 @@ from .execute import JudgedExecute
 from .feedback import FeedbackExporter
 from .judging import FOLDER, Grading
 from .preprocessors import HideHiddenTests, RestoreCells, grade_id
+from .sanitize import CleanHTML
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
 
@@ -87,7 +89,8 @@ def _subclass(item, cls) -> bool:
 def protect(config: Config) -> Config:
     """*config* with the grading plugins wherever the course's configuration lacks them: RestoreCells before
     OverwriteCells, JudgedExecute (with its isolated kernels) instead of nbgrader's Execute, HideHiddenTests in
-    feedback; and an assignment's grading/ folder is never released nor copied beside a submission."""
+    feedback, CleanHTML and the feedback pages' exporter (:func:`_protect_pages`); and an assignment's grading/
+    folder is never released nor copied beside a submission."""
     sanitize = _configured(config, Autograde, "sanitize_preprocessors")
     if not any(_subclass(pp, RestoreCells) for pp in sanitize):
         at = next((i for i, pp in enumerate(sanitize) if _subclass(pp, OverwriteCells)), len(sanitize))
@@ -103,7 +106,24 @@ def protect(config: Config) -> Config:
         at = next((i + 1 for i, pp in enumerate(feedback) if pp is GetGrades), 0)
         feedback.insert(at, HideHiddenTests)
     config.GenerateFeedback.preprocessors = feedback
+    _protect_pages(config)
     return config
+
+
+def _protect_pages(config: Config) -> None:
+    """CleanHTML in feedback (last: after HideHiddenTests, whose redaction could leave a cleaned tag open) and in
+    the HTMLExporter that formgrader builds from the course's configuration, not twice in feedback; feedback pages
+    from FeedbackExporter (its Content-Security-Policy, a local MathJax)."""
+    feedback = config.GenerateFeedback.preprocessors
+    if not any(_subclass(pp, CleanHTML) for pp in feedback):
+        feedback.append(CleanHTML)
+    exporter = _configured(config, HTMLExporter, "preprocessors")
+    if not any(_subclass(pp, CleanHTML) for pp in exporter):
+        exporter.append(CleanHTML)
+    config.HTMLExporter.preprocessors = exporter
+    config.GenerateFeedback.HTMLExporter.preprocessors = [pp for pp in exporter if not _subclass(pp, CleanHTML)]
+    if not _subclass(config.GenerateFeedback.get("exporter_class"), FeedbackExporter):
+        config.GenerateFeedback.exporter_class = FeedbackExporter
 
 
 def naive_utc(when: datetime | None) -> datetime | None:

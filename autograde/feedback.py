@@ -1,9 +1,15 @@
 """Feedback pages: nbgrader's, rendered fast (every submission gets one), and the page of a file that could not
-be graded. Hidden tests are kept out by :class:`autograde.preprocessors.HideHiddenTests`."""
+be graded. Hidden tests are kept out by :class:`autograde.preprocessors.HideHiddenTests`, the student's HTML is
+cleaned by :class:`autograde.sanitize.CleanHTML`, and each page runs no script but its own MathJax (:func:`lock_down`).
+"""
 from __future__ import annotations
 
+import base64
 import copy
+import functools
+import hashlib
 import html
+import importlib.resources
 import re
 from pathlib import Path
 
@@ -14,6 +20,19 @@ from nbconvert.exporters.templateexporter import TemplateExporter
 from .results import atomic_write, number
 
 _IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)", re.IGNORECASE)
+# What nbconvert's mathjax() macro writes into the page's head: MathJax from a CDN, and its configuration.
+_CDN_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.DOTALL)
+# MathJax 2 turns the TeX into MathML, which browsers draw themselves: no fonts or other files to load (the page's
+# policy forbids any request; HTML-CSS, which MathJax starts all the same, is told to look for none). Delimiters
+# as nbconvert's configuration has them; Safe.js filters what TeX may put into the page, as nbconvert asks.
+MATHJAX_CONFIG = r"""window.MathJax = {
+  menuSettings: {renderer: "NativeMML"}, showMathMenu: false, messageStyle: "none",
+  "HTML-CSS": {availableFonts: [], webFont: null, imageFont: null},
+  tex2jax: {inlineMath: [["$", "$"], ["\\(", "\\)"]], displayMath: [["$$", "$$"], ["\\[", "\\]"]],
+            processEscapes: true, processEnvironments: true},
+  TeX: {equationNumbers: {autoNumber: "AMS", useLabelIds: true}}
+};"""
+MATHJAX_FILES = ("MathJax.js", "config/TeX-AMS-MML_HTMLorMML-full.js", "extensions/Safe.js")
 
 
 class _SharedBytecodeCache(jinja2.BytecodeCache):
@@ -57,7 +76,32 @@ class FeedbackExporter(HTMLExporter):
             notebook_metadata=self._nb_metadata, parent=self, resources=resources))
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         html = _IMG_WITHOUT_ALT.sub('<img alt="No description has been provided for this image"', html)
-        return html, resources
+        return lock_down(html), resources
+
+
+@functools.cache
+def _mathjax() -> tuple[str, str]:
+    """The scripts that load MathJax into a page, from the jupyter-server-mathjax package (MathJax 2.7, ~430 kB,
+    inlined: a page handed back alone, through an LMS or nbgrader's exchange, has no folder beside it), and the
+    Content-Security-Policy that lets exactly these scripts run."""
+    static = importlib.resources.files("jupyter_server_mathjax") / "static"
+    scripts = [MATHJAX_CONFIG] + [(static / name).read_text(encoding="utf-8") for name in MATHJAX_FILES]
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
+                      for code in scripts)
+    policy = (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src data:; "
+              "base-uri 'none'; form-action 'none'")
+    return "".join(f"<script>{code}</script>\n" for code in scripts), policy
+
+
+def lock_down(page: str) -> str:
+    """*page* with a Content-Security-Policy first in its head, and a local MathJax instead of the CDN's.
+
+    The policy allows no script but the page's own MathJax (by hash), no request (images are data: URLs), no
+    frame, form or <base>: if student HTML ever got past :class:`~autograde.sanitize.CleanHTML`, it could
+    still run nothing and send nothing. Without a network the page shows the same, math included."""
+    scripts, policy = _mathjax()
+    page = page.replace("<head>", f'<head>\n<meta http-equiv="Content-Security-Policy" content="{policy}">', 1)
+    return _CDN_MATHJAX.sub(lambda _: scripts, page, count=1)
 
 
 def prewarm_feedback(config, nb) -> None:

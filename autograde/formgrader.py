@@ -160,7 +160,7 @@ class FormgraderCourse:
         """The student's feedback page, from this gradebook (with the manual grades and comments)."""
         path = self.autograded_path(result.student_id)
         converter = self.template.feedback_converter(self.root, "student", log)
-        exporter = FeedbackExporter(config=converter.config)
+        exporter = FeedbackExporter(parent=converter, config=converter.config)  # as GenerateFeedback makes it
         for pp in converter.config.GenerateFeedback.preprocessors:
             exporter.register_preprocessor(pp, enabled=True)
         nb = nbformat.read(path, as_version=4)

@@ -4,7 +4,7 @@
   whatever the student or their editor did to it, so that every test runs and counts as the instructor wrote it.
 * :class:`HideHiddenTests` (GenerateFeedback) keeps hidden tests and the instructor's solutions out of feedback.
 
-The third plugin, :class:`autograde.execute.GuardedExecute`, runs the notebook; what the plugins noticed goes
+The third plugin, :class:`autograde.execute.JudgedExecute`, runs the notebook; what the plugins noticed goes
 into the notebook's metadata under ``autograde`` (see :func:`report`), which the grading tool reads back. The
 submitted file's own ``autograde`` metadata is discarded first, so a student cannot forge it.
 """

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -223,3 +224,148 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 
     with open(path, newline="", encoding="utf-8") as f:
         return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+# -- A feedback page from a hostile notebook ------------------------------------------------------------------------
+
+PWNED = "window.__pwned = 'ran'; document.title = 'pwned'"
+# Each would run script, load something, navigate or submit, if it reached the page as it is.
+HOSTILE_MARKDOWN = "\n\n".join([
+    f"<script>{PWNED}</script>",
+    f"<img src=x onerror=\"{PWNED}\">",
+    f"<svg onload=\"{PWNED}\"><script>{PWNED}</script></svg>",
+    f"[link](javascript:{PWNED.replace(' ', '')}) <a href=\"javascript:{PWNED}\">a</a>",
+    f"<a href=\"data:text/html,<script>{PWNED}</script>\">data link</a>",
+    f"<iframe srcdoc=\"<script>parent.__pwned = 'frame'</script>\"></iframe>",
+    "<object data=\"data:text/html,x\"></object><embed src=\"data:text/html,x\">",
+    "<meta http-equiv=\"refresh\" content=\"0; url=https://example.invalid/\">",
+    "<base href=\"https://example.invalid/\">",
+    "<form action=\"https://example.invalid/\"><input name=\"q\"><button>send</button></form>",
+    f"<details open ontoggle=\"{PWNED}\">details</details>",
+    "<img src=\"https://example.invalid/pixel.png\">",
+])
+LEGIT_MARKDOWN = ("# Residual blocks\n\nThe block computes $y = \\mathrm{ReLU}(F(x) + x)$, and\n\n"
+                  "$$\\frac{a}{b} = \\lfloor 15.5 \\rfloor + 1$$\n\n| layer | size |\n|---|---|\n| conv | 16 |\n\n"
+                  "```python\ndef f(x):\n\n    return x < 2\n```\n")
+# A 1x1 PNG, as matplotlib's outputs are: an image with a data: URL.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+SVG = (f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"20\" height=\"20\" onload=\"{PWNED}\">"
+       f"<script>{PWNED}</script><circle cx=\"10\" cy=\"10\" r=\"8\" fill=\"red\"/></svg>")
+
+
+def hostile_outputs() -> list:
+    """What a student's code can display: HTML, JavaScript, SVG, markdown, widgets; and a plot."""
+    from nbformat.v4 import new_output
+
+    html = f"<b>table</b><script>{PWNED}</script><img src=x onerror=\"{PWNED}\">"
+    return [
+        new_output("display_data", data={"text/html": html, "text/plain": "table"}),
+        new_output("display_data", data={"text/html": html}, metadata={"text/html": {"isolated": True}}),
+        new_output("execute_result", data={"text/html": html, "text/plain": "x"}, execution_count=1),
+        new_output("display_data", data={"application/javascript": PWNED, "text/plain": "js"}),
+        new_output("display_data", data={"image/svg+xml": SVG}),
+        new_output("display_data", data={"text/markdown": HOSTILE_MARKDOWN}),
+        new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {
+            "model_id": "1", "version_major": 2, "version_minor": 0}, "text/plain": "VBox()"}),
+        new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
+        new_output("display_data", data={"text/latex": "$$x^2 + 1$$"}),
+    ]
+
+
+# The same, displayed by a student's code in the grading kernel.
+HOSTILE_CODE = (
+    "from IPython.display import HTML, SVG, Javascript, Markdown, display\n"
+    f"display(HTML({'<b>table</b><script>' + PWNED + '</script>'!r}))\n"
+    f"display(Javascript({PWNED!r}))\n"
+    f"display(SVG({SVG!r}))\n"
+    f"display(Markdown({HOSTILE_MARKDOWN!r}))\n"
+)
+
+
+def hostile_feedback_page(root: Path, config: Path = REPO / "nbgrader_config.py") -> Path:
+    """Plain `nbgrader generate_feedback`, with the course's nbgrader_config.py, of a submission whose cells and
+    outputs try everything in HOSTILE_MARKDOWN and hostile_outputs(); returns the feedback page."""
+    from nbgrader.api import Gradebook
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(config, root / "nbgrader_config.py")
+    source = mini_source()
+    source.cells.insert(0, new_markdown_cell(LEGIT_MARKDOWN + "\n\n" + HOSTILE_MARKDOWN))
+    write(source, root / "source" / MINI / f"{MINI}.ipynb")
+    nbgrader = [str(PYTHON), "-m", "nbgrader"]
+    env = tool_env(PYTHONPATH=str(REPO))
+    subprocess.run([*nbgrader, "generate_assignment", MINI, "--force"], cwd=root, env=env, check=True,
+                   capture_output=True)
+    release, answers = release_and_answers(root)
+    submission = fill(release, {**answers, "written": HOSTILE_MARKDOWN})
+    submission.cells[cell_index(submission, "double")].outputs = hostile_outputs()
+    submission.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    write(submission, root / "autograded" / "alice" / MINI / f"{MINI}.ipynb")
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "resnet-skip-connections") as gb:
+        gb.add_student("alice")
+        gb.add_submission(MINI, "alice")
+    done = subprocess.run([*nbgrader, "generate_feedback", MINI], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root / "feedback" / "alice" / MINI / f"{MINI}.html"
+
+
+class Page(HTMLParser):
+    """A page as a browser's parser reads it: its elements with their attributes, and its scripts' text."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.elements, self.scripts, self._script = [], [], None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+        if tag == "script":
+            self._script = []
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self._script.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            self.scripts.append("".join(self._script))
+            self._script = None
+
+    def policy(self) -> str:
+        return next(attrs["content"] for tag, attrs in self.elements
+                    if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy")
+
+
+def what_could_run(page: Page) -> list:
+    """Everything in *page* that could run script, load, navigate or submit, beside the page's own scripts."""
+    found = []
+    for tag, attrs in page.elements:
+        found += [(tag, name) for name in attrs if name.startswith("on")]
+        found += [(tag, name, value) for name, value in attrs.items() if name in ("href", "src", "action")
+                  and value and (value.strip().lower().startswith(("javascript:", "http"))
+                                 or (tag, name) == ("a", "href") and value.startswith("data:"))]
+        if tag in ("iframe", "object", "embed", "form", "base", "input", "button", "svg", "math") or \
+                tag == "meta" and "http-equiv" in attrs and attrs["http-equiv"] != "Content-Security-Policy":
+            found.append(tag)
+    return found
+
+
+def formgrader_page(course: Path, student: str, monkeypatch) -> str:
+    """Formgrader's page for *student*'s submission, rendered by the exporter that formgrader's own code builds from
+    the nbgrader_config.py of *course*, as when Jupyter starts in that folder."""
+    import types
+
+    from nbgrader.server_extensions.formgrader.formgrader import FormgradeExtension
+
+    monkeypatch.chdir(course)
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(course / ".jupyter"))  # (not this machine's own settings)
+    formgrader = FormgradeExtension()
+    formgrader.root_dir = str(course)
+    formgrader.initialize([])
+    webapp = types.SimpleNamespace(settings={})
+    formgrader.init_tornado_settings(webapp)
+    notebook = course / "autograded" / student / MINI / f"{MINI}.ipynb"
+    html, _ = webapp.settings["nbgrader_exporter"].from_filename(str(notebook), resources={  # as its handler does
+        "assignment_id": MINI, "notebook_id": MINI, "submission_id": "1", "index": 0, "total": 1, "base_url": "",
+        "student": student, "last_name": None, "first_name": None, "notebook_path": str(notebook)})
+    return html

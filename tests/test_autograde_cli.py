@@ -19,8 +19,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograde_cheats import (CODE_CHEATS, FORGERIES, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat,
                               with_forgery, with_replayed_inputs)
-from autograde_fixtures import (HIDDEN_MARK, MINI, MINI_JUDGES, captured_mini, cell_index, fill, insert_after,
-                                make_course, read_csv, release_and_answers, run_cli, stock_nbgrader, write)
+from autograde_fixtures import (HIDDEN_MARK, HOSTILE_CODE, HOSTILE_MARKDOWN, MINI, MINI_JUDGES, Page, captured_mini,
+                                cell_index, fill, formgrader_page, insert_after, make_course, read_csv,
+                                release_and_answers, run_cli, stock_nbgrader, what_could_run, write)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -125,6 +126,9 @@ def build_class(folder: Path, course: Path, release, answers):
         f"import os, subprocess\nsubprocess.Popen(['sleep', '{ESCAPE_MARK}'])\nos.kill(os.getppid(), 9)\n"
         + answers["double"])}), 3, "ok")
     add("flood", insert_after(correct, "double", "for _ in range(40):\n    print('spam ' * 100_000)\n"), 3, "ok")
+    hostile = insert_after(correct, "double", HOSTILE_CODE)
+    hostile.cells.insert(0, new_markdown_cell(HOSTILE_MARKDOWN))
+    add("hostile_html", hostile, 3, "ok")
     spy = fill(release, {"double": "import sys, traceback\ndef double(x):\n    traceback.print_stack(file=sys.stdout)\n    return 2 * x\n",
                          "written": answers["written"]})
     spy.cells.append(new_code_cell("print('\\n'.join(In))"))
@@ -219,6 +223,19 @@ def test_output_floods_are_capped(graded):
     page = graded["out"] / "feedback" / "flood.html"
     assert page.stat().st_size < 2_000_000
     assert "output truncated by the grader" in page.read_text(encoding="utf-8")
+
+
+def test_feedback_and_formgrader_show_student_html_cleaned(graded, monkeypatch):
+    """The course's own configuration lacks CleanHTML: the tool adds it, to feedback and to the class course."""
+    text = (graded["out"] / "feedback" / "hostile_html.html").read_text(encoding="utf-8")
+    page = Page(text)
+    assert what_could_run(page) == [] and "default-src 'none'" in page.policy()
+    assert "<b>table</b>" in text and "__pwned" not in "".join(page.scripts)
+    course = graded["out"] / "nbgrader"
+    honest = what_could_run(Page(formgrader_page(course, "correct", monkeypatch)))
+    hostile = formgrader_page(course, "hostile_html", monkeypatch)
+    assert sorted(map(str, what_could_run(Page(hostile)))) == sorted(map(str, honest))
+    assert "__pwned" not in "".join(Page(hostile).scripts) and "<b>table</b>" in hostile
 
 
 def _of_the_run(process: psutil.Process, mark: str) -> bool:

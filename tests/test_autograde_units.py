@@ -352,6 +352,8 @@ def test_the_course_config_composes_the_grading_plugins():
     protected = protect(load_course_config(Path(__file__).resolve().parent.parent))
     assert protected.Autograde.sanitize_preprocessors == sanitize  # nothing to add: the same plugins
     assert protected.Autograde.autograde_preprocessors == autograde
+    assert protected.GenerateFeedback.preprocessors == config.GenerateFeedback.preprocessors
+    assert protected.HTMLExporter.preprocessors == config.HTMLExporter.preprocessors
 
 
 def test_protect_adds_the_plugins_a_bare_config_lacks():
@@ -360,13 +362,19 @@ def test_protect_adds_the_plugins_a_bare_config_lacks():
 
     from autograde.course import protect
     from autograde.execute import JudgedExecute
+    from autograde.feedback import FeedbackExporter
+    from autograde.sanitize import CleanHTML
 
     config = protect(Config())
     sanitize = config.Autograde.sanitize_preprocessors
     assert sanitize.index(RestoreCells) == sanitize.index(OverwriteCells) - 1
     assert config.Autograde.autograde_preprocessors[0] is JudgedExecute
     assert Execute not in config.Autograde.autograde_preprocessors
-    assert HideHiddenTests in config.GenerateFeedback.preprocessors
+    feedback = config.GenerateFeedback.preprocessors
+    assert feedback.index(CleanHTML) > feedback.index(HideHiddenTests)  # cleans what the redaction left
+    assert config.GenerateFeedback.exporter_class is FeedbackExporter
+    # Formgrader's exporter cleans; feedback's exporter does not clean first as well.
+    assert config.HTMLExporter.preprocessors == [CleanHTML] and config.GenerateFeedback.HTMLExporter.preprocessors == []
     assert "grading" in config.CourseDirectory.ignore  # probes and judges are never released nor copied
 
 

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from assignment_helpers import RELEASE_NB, answer_cells, nbgrader_meta, reference_answers
+from autograde_fixtures import hostile_feedback_page
 from resnet_course.quizzes import load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,3 +235,31 @@ def test_lesson_runs_shows_its_plots_and_checks_a_quiz(page, lab, workdir):
     card.screenshot(path=workdir / "lesson-quiz.png")
     assert "Correct!" in card.inner_text()
     page.screenshot(path=workdir / "lesson-ran-all.png", full_page=True)
+
+
+def test_a_feedback_page_runs_no_student_script_and_renders_math_offline(browser, tmp_path):
+    """A page from plain `nbgrader generate_feedback` of a notebook whose markdown and outputs try scripts, event
+    handlers, javascript: links, frames, a refresh and a <base>; and one more script put into the page after it
+    was cleaned, which only its Content-Security-Policy stops. The page fetches nothing, yet its math renders."""
+    page_path = hostile_feedback_page(tmp_path / "course")
+    text = page_path.read_text(encoding="utf-8")
+    past_the_cleaner = page_path.with_name("past_the_cleaner.html")
+    head, body_end, tail = text.rpartition("</body>")
+    past_the_cleaner.write_text(f"{head}<script>window.__pwned = 'past the cleaner'</script>"
+                                f"<img src=x onerror=\"window.__pwned = 'onerror'\">{body_end}{tail}")
+    context = browser.new_context(offline=True)
+    context.set_default_timeout(120_000)  # a hang guard only
+    for path in (page_path, past_the_cleaner):
+        page = context.new_page()
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(path.as_uri())
+        page.wait_for_function("() => document.querySelectorAll('.MathJax_MathML math').length >= 3")
+        page.screenshot(path=tmp_path / f"{path.stem}.png", full_page=True)
+        assert page.evaluate("window.__pwned") is None
+        assert page.title() == "mini" and page.url == path.as_uri()
+        assert page.locator("h1#Residual-blocks").is_visible()
+        assert page.locator("img[src^='data:image/png']").first.evaluate("img => img.naturalWidth") == 1
+        assert [url for url in requests if not url.startswith(("file:", "data:", "about:"))] == []
+        page.close()
+    context.close()
