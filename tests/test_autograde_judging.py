@@ -156,7 +156,7 @@ def _grade(course, nb, reference=None, **options):
     nbformat.write(reference, path)
     config = Config()
     config.IsolatedKernelManager.isolation = "none"
-    config.JudgedExecute.update({"timeout": 20, "grading_dir": str(course / "source" / "tiny" / "grading"),
+    config.JudgedExecute.update({"timeout": 300, "grading_dir": str(course / "source" / "tiny" / "grading"),
                                  "reference_notebook": str(path), **options})
     grader = JudgedExecute(config=config)
     graded, _ = grader.preprocess(nb, {"metadata": {"path": str(course)}})
@@ -191,11 +191,12 @@ def test_what_the_kernel_prints_in_a_test_cell_counts_for_nothing(course):
 
 @linux
 def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
-    outputs, _ = _grade(course, _notebook("def square(x):\n    return x * x", ("test_twice", "pass"),
+    outputs, report = _grade(course, _notebook("def square(x):\n    return x * x", ("test_twice", "pass"),
                                           ("test_big", "pass"), ("test_slow", "pass"),
                                           before_tests="TWICE = BIG = SLOW = True"),
-                        max_observation_bytes=100_000, timeout=3)
-    assert "more than once" in _verdict(outputs["test_twice"])[1]
+                        max_observation_bytes=100_000,  # and only the slow probe gets a short time limit
+                        timeout_func=lambda cell: 2 if "'test_slow'" in cell.source else 300)
+    assert "more than once" in _verdict(outputs["test_twice"])[1] and "tampering detected" in report["statuses"]
     assert "larger than the grader accepts" in _verdict(outputs["test_big"])[1]
     assert _verdict(outputs["test_slow"]) == ("failed", "this test did not finish: it ran past the time limit")
 

@@ -29,3 +29,12 @@ def test_binder_and_colab_links_open_files_of_this_repository():
 
 def test_ci_calls_the_readme_test_command():
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_the_worked_example_of_probes_and_judges_is_the_tested_one():
+    """docs/instructors.md shows the mini course's probes and judges, which the grading tool's tests grade with."""
+    from autograde_fixtures import MINI_JUDGES, MINI_PROBES
+
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    shown = dict(re.findall(r"```python\n# source/mini/grading/(\w+\.py)\n(.*?)```", guide, re.S))
+    assert shown == {"probes.py": MINI_PROBES, "judges.py": MINI_JUDGES}
