@@ -24,6 +24,7 @@ import resource
 import select
 import signal
 import socket
+import stat
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -128,6 +129,7 @@ def supervise(request: KernelRequest, control: socket.socket, start_kernel) -> i
     _end(kernel, request.isolate)
     if user:
         user.release()
+    _disarm(request.writable)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     send(control, event="stopped", kernel_cpu_s=round(usage.ru_utime + usage.ru_stime, 3), **status)
     return 0
@@ -299,6 +301,21 @@ def _end(kernel: int, isolate: bool) -> None:
         _reap(kernel)
         if not left:
             return
+
+
+def _disarm(folders: list[str]) -> None:
+    """Once nothing of the kernel runs: remove what it left in its folders that would make the grader, which
+    writes there next (the autograded notebook), write elsewhere or hang: links, symbolic or hard, FIFOs, sockets
+    and devices."""
+    found = []  # all of them first: removing one of two hard links would leave the other looking innocent
+    for folder in folders:
+        for where, folders_in, files in os.walk(folder):
+            for path in (os.path.join(where, name) for name in folders_in + files):
+                info = os.lstat(path)
+                if not stat.S_ISDIR(info.st_mode) and (not stat.S_ISREG(info.st_mode) or info.st_nlink > 1):
+                    found.append(path)
+    for path in found:
+        os.unlink(path)
 
 
 def _live_descendants() -> list[int]:

@@ -38,6 +38,7 @@ class KernelUser:
         self.uid, self._lock = _claim_uid()
         kill_all(self.uid)  # what a supervisor that died left running as this user
         self.home = tempfile.mkdtemp(prefix="home-", dir=root)
+        self.folders = list(folders)
         for folder in folders + [self.home]:
             _open_path(root, folder)
             _give(folder, self.uid)
@@ -55,8 +56,11 @@ class KernelUser:
             linux.deny_network()
 
     def release(self) -> None:
-        """Once the kernel ended: kill whatever still runs as its user, remove its home, free the id."""
+        """Once the kernel ended: kill whatever still runs as its user, take its folders back (the next kernel
+        of this id must not find them), remove its home, free the id."""
         kill_all(self.uid)
+        for folder in self.folders:
+            _give(folder, 0)
         shutil.rmtree(self.home, ignore_errors=True)
         os.close(self._lock)
 
