@@ -6,7 +6,8 @@ formgrader's Autograde button grade the same way:
 * :mod:`autograde.preprocessors` — RestoreCells (put the assignment's cells back), HideHiddenTests (feedback);
 * :mod:`autograde.execute` — GuardedExecute: isolated kernels, the tamper guard, timeouts that hold;
 * :mod:`autograde.guard` — the tamper guard's code inside the kernel, and what it protects;
-* :mod:`autograde.sandbox` — the OS isolation of every kernel (bubblewrap), its limits, warm kernels.
+* :mod:`autograde.sandbox` — the OS isolation of every kernel (bubblewrap; container mode inside containers),
+  its limits, warm kernels.
 
 The rest is the parallel driver around them, in the order a grading run uses it:
 

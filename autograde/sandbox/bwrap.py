@@ -80,8 +80,8 @@ def isolation_problem() -> str | None:
     sign = container_sign()
     if sign:  # the container's seccomp profile or capabilities refuse namespaces: no sysctl of ours changes that
         return (f"bubblewrap cannot create namespaces in this container ({detail}; the container shows {sign}). "
-                "Run the grader as root in the container: it then isolates each kernel in container mode "
-                "(docs/instructors.md, \"Security model\"); or pass --isolation none")
+                "Run `python -m autograde grade` as root in the container: it then isolates each kernel in "
+                "container mode (docs/instructors.md, \"Security model\"); or pass --isolation none")
     return ("bubblewrap is installed but cannot isolate a kernel here "
             f"({detail}). Unprivileged user namespaces may be off: on Debian and Ubuntu run "
             "`sudo sysctl -w kernel.unprivileged_userns_clone=1` (and on Ubuntu 24.04 "

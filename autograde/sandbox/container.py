@@ -87,7 +87,7 @@ def probe() -> dict:
     if os.geteuid() != 0:
         return {"problem": "the grader does not run as root, and only root can run each kernel as a user of its "
                            "own"}
-    closed = [folder for folder in _above(environment_dirs()) if not os.stat(folder).st_mode & stat.S_IXOTH]
+    closed = [folder for folder in _above(_environment()) if not os.stat(folder).st_mode & stat.S_IXOTH]
     if closed:
         return {"problem": f"the kernels' users cannot reach Python ({sys.executable}): {closed[0]} is closed to "
                            "others; install the grading environment elsewhere (or `chmod o+x` that folder)"}
@@ -141,8 +141,18 @@ def description() -> str:
             f"{NETWORK_WORDS[probe()['network']]}")
 
 
-def environment_dirs() -> list[str]:
-    """The Python installation and environment that kernels run: what :func:`seal` must leave passable."""
+def keep_from_kernels(folders: list) -> None:
+    """Make the grader's *folders*, and whatever this process writes from now on (umask 077), root's alone: a
+    kernel's user can then read none of it. Where the Python environment lies in one of them, the way down to it
+    stays passable, not listable (:func:`seal`)."""
+    os.umask(0o077)
+    for folder in folders:
+        if os.path.exists(folder):
+            seal(str(folder), _environment())
+
+
+def _environment() -> list[str]:
+    """The Python installation and environment that kernels run."""
     return sorted({os.path.realpath(path) for path in (sys.base_prefix, sys.prefix)})
 
 
