@@ -12,7 +12,8 @@ image, then for every submission runs ``/autograder/run_autograder`` with the st
 
 Each submission is graded by ``grade`` itself (:func:`autograde.cli.main`), in a --out whose template is the
 bundled one, so that no submission pays for nbgrader's GenerateAssignment. The kernels are isolated as in
-``grade``: they see neither course/ nor template/. Then :func:`report` turns the grader's Result and the autograded
+``grade``: they see neither course/ nor template/ (in container mode, where Gradescope's container refuses
+bubblewrap's namespaces, they cannot read them: :mod:`autograde.sandbox.container`). Then :func:`report` turns the grader's Result and the autograded
 notebook into Gradescope's results.json: one test per graded cell, with the error's name and message, never a
 traceback or a source line (a test with hidden lines is shown only once the instructor publishes the grades).
 """

@@ -26,6 +26,7 @@ from pathlib import Path
 DAEMON = ("dockerd", "containerd", "runc", "docker")
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d")
+START_TIMEOUT_S = 120  # a daemon that answers nothing by then will not: the tests skip rather than hang
 ACCOUNTS = {"passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
             "group": "root:x:0:\nnogroup:x:65534:\n"}
 
@@ -103,8 +104,9 @@ def private_docker(folder: Path):
                                "--iptables=false"],
                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not docker.ready():
-            if daemon.poll() is not None:
+            if daemon.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("dockerd did not start: " + _tail(folder / "dockerd.log"))
             time.sleep(0.2)
         yield docker
