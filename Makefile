@@ -12,7 +12,7 @@ ASSIGNMENT ?= residual_blocks
 # The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup lab test release grade bench gpu-check lock browser bubblewrap slurm clean
+.PHONY: setup lab test release grade bench gpu-check lock browser bubblewrap slurm docker docker-check clean
 
 setup: $(STAMP) bubblewrap
 
@@ -92,6 +92,23 @@ slurm:
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq slurm-wlm munge >/dev/null; } \
 		|| echo "make slurm: apt-get could not install slurm-wlm and munge; the Slurm test will be skipped"
+
+# Debian's docker.io, for the test that runs Gradescope's autograder in real containers with Docker's default seccomp
+# profile (tests/docker_daemon.py starts a private dockerd in a temporary folder). Without root or apt it is skipped.
+docker:
+	@command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+		echo "make docker: cannot install Docker without root; the container test will be skipped"; exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "make docker: no apt-get here; the container test will be skipped"; exit 0; }; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker.io >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker.io >/dev/null; } \
+		|| echo "make docker: apt-get could not install docker.io; the container test will be skipped"
+
+# Gradescope's autograder in real Docker containers (default seccomp profile, not privileged), where bubblewrap
+# cannot work and container mode takes over: the reference solution, a wrong answer and a hostile notebook.
+# Skips, saying why, where Docker cannot be installed or started.
+docker-check: setup docker
+	$(BIN)/python -m pytest tests/test_autograde_container.py
 
 clean:
 	rm -rf $(VENV) submitted autograded feedback gradebook.db exchange

@@ -9,7 +9,8 @@ formgrader's Autograde button grade the same way:
   verdicts of its judge, timeouts that hold;
 * :mod:`autograde.probing` — the kernel's side of a test: run a probe, send what it saw as plain data;
 * :mod:`autograde.judging` — the grader's side: read the observations, load an assignment's probes and judges;
-* :mod:`autograde.sandbox` — the OS isolation of every kernel (bubblewrap), its limits, warm kernels.
+* :mod:`autograde.sandbox` — the OS isolation of every kernel (bubblewrap; container mode inside containers),
+  its limits, warm kernels.
 
 The rest is the parallel driver around them, in the order a grading run uses it:
 

@@ -6,7 +6,7 @@
     python -m autograde gradescope --assignment NAME --out autograder.zip [GRADING OPTIONS]
 
 GRADING OPTIONS: [--course DIR] [--jobs N] [--timeout S] [--memory MB] [--force] [--kernel warm|cold]
-[--isolation bwrap|none] [--lms NAME] [--due TIME] [--lms-column HEADER] [--lms-points P] [--similarity]
+[--isolation bwrap|container|none] [--lms NAME] [--due TIME] [--lms-column HEADER] [--lms-points P] [--similarity]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
 itself cannot run (no such assignment, unreadable SUBMISSIONS, a merge missing a shard, a Slurm
@@ -93,10 +93,13 @@ def add_grading_options(parser: argparse.ArgumentParser) -> None:
                         default="warm" if sys.platform.startswith("linux") else "cold",
                         help="warm: fork kernels from a process that imported torch once (default); "
                              "cold: start every kernel from scratch, as nbgrader does")
-    parser.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap",
+    parser.add_argument("--isolation", choices=["bwrap", "container", "none"], default="bwrap",
                         help="bwrap: the operating system isolates every notebook from your files, the network and "
-                             "each other (default; needs Linux and bubblewrap); none: notebooks run with your own "
-                             "access (only for code you trust; every row's notes say so)")
+                             "each other (default; needs Linux and bubblewrap; in a container that refuses "
+                             "bubblewrap's namespaces, a grader running as root takes container mode by itself); "
+                             "container: each notebook runs as a user of its own (needs root); none: notebooks run "
+                             "with your own access (only for code you trust); the summary and every row's notes "
+                             "say when it was not bwrap")
     parser.add_argument("--lms", choices=["auto", *LAYOUTS, "plain"], default="auto",
                         help="the LMS the download comes from (default: recognised by its file names); plain: the "
                              "file or folder name is the student id")
@@ -162,10 +165,10 @@ def _grade(args) -> int:
     if not args.submissions.exists():
         raise AutogradeError(f"{args.submissions} does not exist")
     from .sandbox import linux
-    from .sandbox.bwrap import isolation_problem
+    from .sandbox.container import choose, keep_from_kernels
     from .sandbox.zygote import WarmKernelServer
 
-    problem = isolation_problem() if args.isolation == "bwrap" else None
+    isolation, problem = choose(args.isolation)
     if problem:
         raise AutogradeError(f"cannot grade safely: {problem}")
     linux.become_subreaper()  # whatever a grading process leaves behind lands here, and is killed
@@ -173,9 +176,12 @@ def _grade(args) -> int:
     work = args.out.resolve() / ".autograde"
     work.mkdir(parents=True, exist_ok=True)
     run_root = tempfile.mkdtemp(prefix="autograde-", dir="/tmp")  # short: Unix socket paths are limited
+    if isolation == "container":  # kernels run as users of their own, which only permissions keep out
+        keep_from_kernels([course, args.out, args.submissions])
+        os.chmod(run_root, 0o711)  # they pass through to their own job's folder, and cannot list the others
     source = course / "source" / args.assignment
     # Started before nbgrader is imported: the server imports torch meanwhile.
-    server = WarmKernelServer.for_assignment(source, run_root, work, isolate=args.isolation == "bwrap") \
+    server = WarmKernelServer.for_assignment(source, run_root, work, isolate=isolation == "bwrap") \
         if args.kernel == "warm" and source.is_dir() else None
     try:
         from .run import Options, grade
@@ -183,7 +189,7 @@ def _grade(args) -> int:
         grade(Options(submissions=args.submissions, assignment=args.assignment, out=args.out, course=course,
                       run_root=run_root, server=server, jobs=args.jobs, timeout=args.timeout,
                       memory_mb=args.memory, force=args.force, progress=not args.no_progress,
-                      keep_work=args.keep_work, isolation=args.isolation, lms=args.lms, due=args.due,
+                      keep_work=args.keep_work, isolation=isolation, lms=args.lms, due=args.due,
                       lms_column=args.lms_column, lms_points=args.lms_points, started=args.started,
                       similarity=args.similarity, shard=args.shard))
     finally:

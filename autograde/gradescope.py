@@ -12,7 +12,8 @@ image, then for every submission runs ``/autograder/run_autograder`` with the st
 
 Each submission is graded by ``grade`` itself (:func:`autograde.cli.main`), in a --out whose template is the
 bundled one, so that no submission pays for nbgrader's GenerateAssignment. The kernels are isolated as in
-``grade``: they see neither course/ nor template/. Then :func:`report` turns the grader's Result and the autograded
+``grade``: they see neither course/ nor template/ (in container mode, where Gradescope's container refuses
+bubblewrap's namespaces, they cannot read them: :mod:`autograde.sandbox.container`). Then :func:`report` turns the grader's Result and the autograded
 notebook into Gradescope's results.json: one test per graded cell, with the error's name and message, never a
 traceback or a source line (a test with hidden lines is shown only once the instructor publishes the grades).
 """
@@ -202,17 +203,20 @@ def main(argv=None) -> int:
 
 def run(root: Path) -> int:
     """Grade ROOT/submission; write ROOT/results/results.json. 0 when it holds a grade, 1 when it does not."""
-    from .sandbox.bwrap import isolation_problem
+    from .sandbox.container import choose, keep_from_kernels
 
     results = root / "results" / "results.json"
     try:
         settings = BundleSettings.read(root / "source" / SETTINGS)
-        problem = isolation_problem() if settings.isolation == "bwrap" else None
+        isolation, problem = choose(settings.isolation)
         if problem:
             print(f"autograde: cannot isolate the student's code in this container: {problem}", flush=True)
             GradescopeResults.failure("The autograder could not run safely in this container, so it did not "
                                       "run your notebook. " + NOT_A_GRADE).write(results)
             return 1
+        if isolation == "container":  # the bundle holds the solutions and hidden tests
+            print("autograde: bubblewrap cannot isolate here: grading in container mode", flush=True)
+            keep_from_kernels([root / "source", root / "submission"])
         graded = _grade(root, settings)
     except Exception:  # noqa: BLE001 - whatever broke, Gradescope must get a results.json that says so
         import traceback

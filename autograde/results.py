@@ -182,6 +182,7 @@ class RunReport:
     out: Path
     jobs: int
     isolation: str = "bwrap"
+    isolation_note: str = ""  # what the notebooks ran with, when it is less than bubblewrap's sandbox
     seconds: float = 0.0  # from the command's start, start-up included
     batch: int = 0  # students in this download
     reused: int = 0  # of those, results reused from an earlier run
@@ -217,6 +218,8 @@ def summary(results: list[Result], report: RunReport) -> str:
     lines.append("")
     if report.isolation == "none":
         lines += ["WARNING: --isolation none: the notebooks ran with your own access to files and network.", ""]
+    elif report.isolation == "container":
+        lines += [f"Isolation: {report.isolation_note} (docs/instructors.md, \"Security model\").", ""]
     lines += _status_table(results)
     scores = [float(r.score) for r in results]
     if scores:

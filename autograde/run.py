@@ -43,7 +43,7 @@ from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
 from .shards import Manifest, Shard
 from .similarity import write_similarity
-from .worker import NOT_ISOLATED, Job, Settings, prepare_reference, prewarm
+from .worker import CONTAINER_MODE, NOT_ISOLATED, Job, Settings, isolation_note, prepare_reference, prewarm
 
 
 @dataclass
@@ -130,6 +130,7 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     server = options.server
     settings = Settings(run_root=options.run_root, work_dir=str(work), timeout=timeout,
                         limits=Limits(memory_mb=options.memory_mb), isolation=options.isolation,
+                        isolation_note=isolation_note(options.isolation),
                         threads=max(1, cores // jobs), keep_work=options.keep_work,
                         class_course=str(class_course.root), seed=secrets.randbits(62))
     cache = Cache(work / "cache")
@@ -140,7 +141,8 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
                "due": duedate.isoformat() if duedate else None}
     results, todo = _plan(options, found, out, template, grading, cache, class_course)
     report = RunReport(assignment=course.assignment, max_score=template.max_score, out=out, jobs=jobs,
-                       isolation=options.isolation, batch=len(found.submissions), reused=len(results),
+                       isolation=options.isolation, isolation_note=settings.isolation_note,
+                       batch=len(found.submissions), reused=len(results),
                        lms=found.lms, ignored=ignored, shard=str(options.shard or ""))
     if todo:
         prewarm(template)  # while the warm kernel server still imports torch
@@ -305,7 +307,7 @@ def merge_shards(shards: list[tuple[Path, Manifest]], out: Path, course_root: Pa
             results += _take_shard(folder, manifest, out, class_course)
         report = RunReport(assignment=first.assignment, max_score=template.max_score, out=out, jobs=0,
                            batch=len(results), lms=first.lms, ignored=first.ignored,
-                           shards=len(shards), isolation=_isolation(results))
+                           shards=len(shards), **_isolation(results))
         _finish(results, Publication(out, template, class_course, Cache(work / "cache"), log, due, first.lms_column,
                                      first.lms_points, similarity), report, started or time.monotonic(), stream)
     return results
@@ -328,8 +330,14 @@ def _take_shard(folder: Path, manifest: Manifest, out: Path, class_course: Formg
     return results
 
 
-def _isolation(results: list[Result]) -> str:
-    return "none" if any(NOT_ISOLATED in r.notes for r in results) else "bwrap"
+def _isolation(results: list[Result]) -> dict:
+    """The merged shards' isolation, from their rows' notes: the least isolated of them."""
+    notes = [note for result in results for note in result.notes]
+    for mode, words in (("none", NOT_ISOLATED), ("container", CONTAINER_MODE)):
+        found = [note for note in notes if note.startswith(words)]
+        if found:
+            return {"isolation": mode, "isolation_note": found[0]}
+    return {"isolation": "bwrap"}
 
 
 def _run_logger(work: Path) -> logging.Logger:

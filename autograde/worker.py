@@ -48,6 +48,7 @@ from .sandbox.supervisor import Limits
 
 STUDENT = "student"  # the student's id inside the job course
 NOT_ISOLATED = "graded with --isolation none: the notebook ran with the grader's access to files and network"
+CONTAINER_MODE = "graded in container mode"  # (autograde.sandbox.container), then what that gave the notebook
 
 
 @dataclass
@@ -72,8 +73,8 @@ class Job:
                         max_score=template.max_score, cache_key=self.cache_key, notes=list(self.notes),
                         name=self.name, lms=self.lms, submitted_at=self.submitted_at,
                         fingerprint=template.fingerprint, grader_version=GRADER_VERSION)
-        if settings.isolation == "none":
-            result.add(note=NOT_ISOLATED)
+        if settings.isolation_note:
+            result.add(note=settings.isolation_note)
         return result
 
 
@@ -86,12 +87,22 @@ class Settings:
     timeout: int = 60
     limits: Limits = field(default_factory=Limits)
     isolation: str = "bwrap"
+    isolation_note: str = ""  # every row's note when the isolation is less than bwrap's (isolation_note())
     warm_server: str | None = None
     threads: int | None = None
     keep_work: bool = False
     max_output_bytes: int = 200_000
     class_course: str | None = None  # --out/nbgrader: the whole class, for formgrader
     seed: int = 0  # the probes' seed for this run (0: each process draws its own)
+
+
+def isolation_note(isolation: str) -> str:
+    """The note every row gets in this mode of isolation: what the notebook ran with, unless bubblewrap's sandbox."""
+    if isolation == "container":
+        from .sandbox.container import description
+
+        return f"{CONTAINER_MODE}: {description()}"
+    return NOT_ISOLATED if isolation == "none" else ""
 
 
 def prewarm(template: Template) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -217,6 +218,26 @@ def write(nb, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def gradescope_root(bundle: Path, root: Path, files: dict) -> Path:
+    """*root* laid out as Gradescope lays out /autograder: the bundle unzipped into ROOT/source, run_autograder
+    copied to ROOT, the upload in ROOT/submission (each of *files*: a notebook, bytes, or a Path to link to)."""
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(root / "source")
+    for script in ("run_autograder", "setup.sh"):  # zipfile drops the modes; Gradescope keeps them
+        (root / "source" / script).chmod(0o755)
+    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
+    (root / "submission").mkdir()
+    for file_name, content in files.items():
+        target = root / "submission" / file_name
+        if isinstance(content, Path):
+            target.symlink_to(content)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            nbformat.write(content, target)
+    return root
 
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:

@@ -19,11 +19,11 @@ import zipfile
 from pathlib import Path
 
 import jsonschema
-import nbformat
 import pytest
 
 from autograde_cheats import FORGERIES, patch_inside, with_forgery
-from autograde_fixtures import MINI, PYTHON, REPO, captured_mini, fill, make_course, release_and_answers, run_cli
+from autograde_fixtures import (MINI, PYTHON, REPO, captured_mini, fill, gradescope_root, make_course,
+                                release_and_answers, run_cli)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -56,21 +56,7 @@ def roots():
 
 def autograde(bundle, parent: Path, name: str, files: dict, path=None):
     """One submission through the bundle as Gradescope runs it: (exit code, stdout, results.json's text)."""
-    root = parent / name
-    with zipfile.ZipFile(bundle["zip"]) as zf:
-        zf.extractall(root / "source")
-    for script in ("run_autograder", "setup.sh"):  # zipfile drops the modes; Gradescope keeps them
-        (root / "source" / script).chmod(0o755)
-    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
-    (root / "submission").mkdir()
-    for file_name, content in files.items():
-        target = root / "submission" / file_name
-        if isinstance(content, Path):
-            target.symlink_to(content)
-        elif isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            nbformat.write(content, target)
+    root = gradescope_root(bundle["zip"], parent / name, files)
     env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=str(PYTHON),
                PATH=path or f"{PYTHON.parent}:{os.environ.get('PATH', '')}")
     done = subprocess.run([str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=600)

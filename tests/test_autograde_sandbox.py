@@ -4,8 +4,10 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -13,27 +15,65 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autograde.sandbox import bwrap
+from autograde.sandbox import bwrap, container, linux
 from autograde.sandbox.bwrap import bwrap_command, isolation_problem
 from autograde.sandbox.supervisor import PACKAGE, KernelRequest, Limits, grader_dirs
+from autograde.sandbox.user import FIRST_UID
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
+CONTAINER = "container"
+
+
+def _others_can_run(path: str) -> bool:
+    """Whether a user of no group of the file's could run *path* (every folder above it passable by others)."""
+    path = os.path.realpath(path)
+    folders = [path]
+    while folders[-1] != "/":
+        folders.append(os.path.dirname(folders[-1]))
+    return all(os.stat(folder).st_mode & stat.S_IXOTH for folder in folders)
+
+
+# Container mode's kernels run as users of their own: they need a Python that others may run (this machine's may
+# live under root's home); their supervisor runs here, as root.
+KERNEL_PYTHON = next((python for python in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3")
+                      if os.path.exists(python) and _others_can_run(python)), None)
+NO_CONTAINER_MODE = ("container mode needs root" if os.geteuid() != 0 else
+                     None if KERNEL_PYTHON else "no Python here that a user of its own could run")
 ISOLATION = [pytest.param(True, id="isolated", marks=pytest.mark.skipif(
     sys.platform.startswith("linux") and isolation_problem() is not None, reason=str(isolation_problem()))),
-    pytest.param(False, id="not-isolated")]
+    pytest.param(False, id="not-isolated"),
+    pytest.param(CONTAINER, id="container", marks=pytest.mark.skipif(NO_CONTAINER_MODE is not None,
+                                                                      reason=str(NO_CONTAINER_MODE)))]
+MARKS = {False: 0, True: 1, CONTAINER: 2}  # in the `sleep` markers, so that the modes' processes differ
+
+
+@pytest.fixture
+def workdir(tmp_path, isolate):
+    """Where a test's kernel works. In container mode, a job's folder as the grader makes it: right under /tmp,
+    passable by others (pytest's own temporary folders are root's alone)."""
+    if isolate != CONTAINER:
+        yield tmp_path
+        return
+    root = Path(tempfile.mkdtemp(prefix="autograde-test-", dir="/tmp"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root)
 
 
 class Supervised:
-    """A cold supervisor (in bwrap when isolated) running `python -c CODE` as its kernel."""
+    """A cold supervisor (in bwrap when isolated; as root, with a kernel of its own user in container mode)
+    running `python -c CODE` as its kernel."""
 
-    def __init__(self, tmp_path, code, isolate, **limits):
-        self.folder = tmp_path / "job"
+    def __init__(self, workdir, code, isolate, name="job", **limits):
+        self.folder = workdir / name
         self.folder.mkdir(exist_ok=True)
-        request = KernelRequest(argv=[sys.executable, "-c", textwrap.dedent(code)], env=dict(os.environ),
-                                cwd=str(self.folder), writable=[str(self.folder)], isolate=isolate,
-                                limits=Limits(**limits), log_path=str(self.folder / "kernel.log"))
+        python = KERNEL_PYTHON if isolate == CONTAINER else sys.executable
+        request = KernelRequest(argv=[python, "-c", textwrap.dedent(code)], env=dict(os.environ),
+                                cwd=str(self.folder), writable=[str(self.folder)], isolate=isolate is True,
+                                limits=Limits(**limits), log_path=str(self.folder / "kernel.log"),
+                                container_root=str(workdir) if isolate == CONTAINER else None)
         command = [sys.executable, "-m", "autograde.sandbox.supervisor"]
-        if isolate:
+        if isolate is True:
             command = bwrap_command(command, request.writable)
         self.control, theirs = socket.socketpair()
         with theirs:
@@ -92,9 +132,9 @@ ESCAPE = """
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_letting_go_of_the_kernel_kills_what_escaped_its_process_group(tmp_path, isolate):
-    marker = f"987.{os.getpid()}{int(isolate)}"
-    kernel = Supervised(tmp_path, ESCAPE.format(marker=marker), isolate)
+def test_letting_go_of_the_kernel_kills_what_escaped_its_process_group(workdir, isolate):
+    marker = f"987.{os.getpid()}{MARKS[isolate]}"
+    kernel = Supervised(workdir, ESCAPE.format(marker=marker), isolate)
     assert kernel.event()["event"] == "started"
     assert poll(lambda: len(running(marker)) == 2)
     assert kernel.stop()["reason"] == "stopped by the grader"
@@ -102,16 +142,16 @@ def test_letting_go_of_the_kernel_kills_what_escaped_its_process_group(tmp_path,
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_the_kernel_exiting_also_ends_what_it_started(tmp_path, isolate):
-    marker = f"876.{os.getpid()}{int(isolate)}"
+def test_the_kernel_exiting_also_ends_what_it_started(workdir, isolate):
+    marker = f"876.{os.getpid()}{MARKS[isolate]}"
     code = ESCAPE.format(marker=marker).replace("time.sleep(120)", "sys.exit(3)")
-    report = Supervised(tmp_path, code, isolate).stopped()
+    report = Supervised(workdir, code, isolate).stopped()
     assert (report["reason"], report["exit_code"]) == ("kernel died", 3)
     assert gone(marker)
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_memory_of_all_processes_counts(tmp_path, isolate):
+def test_memory_of_all_processes_counts(workdir, isolate):
     code = """
         import os, time
         for _ in range(4):
@@ -122,35 +162,35 @@ def test_memory_of_all_processes_counts(tmp_path, isolate):
                 time.sleep(60)
         time.sleep(60)
     """
-    report = Supervised(tmp_path, code, isolate, memory_mb=400).stopped()
+    report = Supervised(workdir, code, isolate, memory_mb=400).stopped()
     assert report["reason"] == "memory limit" and report["limit_mb"] == 400
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_one_process_cannot_allocate_past_the_cap(tmp_path, isolate):
+def test_one_process_cannot_allocate_past_the_cap(workdir, isolate):
     code = """
         try:
             block = bytearray(700 << 20)
         except MemoryError:
             raise SystemExit(42)
     """
-    assert Supervised(tmp_path, code, isolate, memory_mb=400).stopped()["exit_code"] == 42
+    assert Supervised(workdir, code, isolate, memory_mb=400).stopped()["exit_code"] == 42
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_too_many_processes(tmp_path, isolate):
-    marker = f"765.{os.getpid()}{int(isolate)}"
+def test_too_many_processes(workdir, isolate):
+    marker = f"765.{os.getpid()}{MARKS[isolate]}"
     code = f"""
         import subprocess, time
         children = [subprocess.Popen(["sleep", "{marker}"]) for _ in range(12)]
         time.sleep(60)
     """
-    assert Supervised(tmp_path, code, isolate, max_processes=5).stopped()["reason"] == "too many processes"
+    assert Supervised(workdir, code, isolate, max_processes=5).stopped()["reason"] == "too many processes"
     assert gone(marker)
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_an_interrupt_reaches_the_kernel(tmp_path, isolate):
+def test_an_interrupt_reaches_the_kernel(workdir, isolate):
     code = """
         import time
         open("ready", "w").close()
@@ -159,11 +199,34 @@ def test_an_interrupt_reaches_the_kernel(tmp_path, isolate):
         except KeyboardInterrupt:
             raise SystemExit(5)
     """
-    kernel = Supervised(tmp_path, code, isolate)
+    kernel = Supervised(workdir, code, isolate)
     assert kernel.event()["event"] == "started"
     assert poll(lambda: (kernel.folder / "ready").exists())
     kernel.control.sendall(b'{"op": "interrupt"}\n')
     assert kernel.stopped()["exit_code"] == 5
+
+
+LEFT_BEHIND = """
+    import os
+    open("answer.txt", "w").write("mine")
+    os.symlink({victim!r}, "notebook.ipynb")  # the grader writes the autograded notebook here next
+    os.mkdir("sub")
+    os.symlink("/", "sub/root")
+    os.mkfifo("sub/fifo")  # a write would block the grader
+    open("kept.txt", "w").write("also mine")
+    os.link("kept.txt", "linked.txt")
+"""
+
+
+@pytest.mark.parametrize("isolate", ISOLATION)
+def test_links_and_fifos_a_kernel_leaves_are_removed_before_the_grader_writes(workdir, isolate):
+    victim = workdir / "victim.txt"
+    victim.write_text("the grader's")
+    kernel = Supervised(workdir, LEFT_BEHIND.format(victim=str(victim)), isolate)
+    assert kernel.stopped()["exit_code"] == 0, (kernel.folder / "kernel.log").read_text()
+    left = sorted(str(path.relative_to(kernel.folder)) for path in kernel.folder.rglob("*"))
+    assert left == ["answer.txt", "kernel.log", "sub"]
+    assert victim.read_text() == "the grader's"
 
 
 WHAT_THE_KERNEL_SEES = """
@@ -237,3 +300,153 @@ def test_isolation_problems_name_the_fix(monkeypatch):
         assert "needs Linux" in isolation_problem()
     finally:
         isolation_problem.cache_clear()
+
+
+# -- container mode ----------------------------------------------------------------------------------------------------
+
+WHAT_A_CONTAINER_KERNEL_SEES = """
+    import json, os, socket
+    def attempt(call):
+        try:
+            return call()
+        except OSError as exc:
+            return f"denied: {{exc.errno}}"
+    def write(path):
+        with open(path, "a") as f:
+            f.write("x")
+        return "written"
+    def connect():
+        socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+        return "connected"
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    home = os.stat(os.environ["HOME"])
+    seen = {{
+        "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+        "no_new_privs": status["NoNewPrivs"].strip(), "effective": status["CapEff"].strip(),
+        "bounding": status["CapBnd"].strip(), "home": [home.st_uid, oct(home.st_mode & 0o777)],
+        "secret": attempt(lambda: open({secret!r}).read()), "list_job": attempt(lambda: os.listdir({root!r})),
+        "write_job": attempt(lambda: write({root!r} + "/x")), "write_cwd": attempt(lambda: write("own")),
+        "setuid": attempt(lambda: os.setuid(0) or "root"), "kill_supervisor": attempt(lambda: os.kill(os.getppid(), 9)),
+        "tcp": attempt(connect),
+    }}
+    with open("seen.json", "w") as f:
+        json.dump(seen, f)
+"""
+
+
+@pytest.mark.parametrize("isolate", [CONTAINER])
+def test_a_container_mode_kernel_is_a_user_of_its_own(workdir, isolate):
+    secret = workdir / "gradebook.db"  # what the grader writes with umask 077
+    secret.write_text("hidden tests")
+    secret.chmod(0o600)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0)
+    code = WHAT_A_CONTAINER_KERNEL_SEES.format(port=listener.getsockname()[1], secret=str(secret), root=str(workdir))
+    kernel = Supervised(workdir, code, isolate)
+    started = kernel.event()
+    assert kernel.stopped()["exit_code"] == 0, (kernel.folder / "kernel.log").read_text()
+    seen = json.loads((kernel.folder / "seen.json").read_text())
+    uid = seen["uid"]
+    assert started == {"event": "started", "uid": uid, "network": started["network"]} and uid >= FIRST_UID
+    assert seen["gid"] == uid and seen["groups"] == [] and seen["no_new_privs"] == "1"
+    assert int(seen["effective"], 16) == 0 and int(seen["bounding"], 16) == 0
+    assert seen["home"] == [uid, "0o700"] and seen["write_cwd"] == "written"
+    for attempt in ("secret", "list_job", "write_job", "setuid", "kill_supervisor", "tcp"):
+        assert str(seen[attempt]).startswith("denied"), (attempt, seen[attempt])
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nothing reached the listener
+    assert {path.stat().st_uid for path in [kernel.folder, *kernel.folder.iterdir()]} == {0}  # root's again
+    assert sorted(path.name for path in workdir.iterdir()) == ["gradebook.db", "job"]  # its home is gone
+
+
+PEER = """
+    import os, signal, time
+    open("pid", "w").write(str(os.getpid()))
+    while not os.path.exists("other"):  # the other kernel's pid, which the test passes on
+        time.sleep(0.05)
+    try:
+        os.kill(int(open("other").read()), signal.SIGKILL)
+        outcome = "killed"
+    except OSError as exc:
+        outcome = f"denied: {{exc.errno}}"
+    try:
+        os.listdir({other!r})
+    except OSError as exc:
+        outcome += f", listing denied: {{exc.errno}}"
+    open("outcome", "w").write(outcome)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("isolate", [CONTAINER])
+def test_kernels_side_by_side_cannot_touch_each_other(workdir, isolate):
+    folders = [workdir / "first", workdir / "second"]
+    kernels = [Supervised(workdir, PEER.format(other=str(folders[1])), isolate, name="first"),
+               Supervised(workdir, PEER.format(other=str(folders[0])), isolate, name="second")]
+    assert len({kernel.event()["uid"] for kernel in kernels}) == 2  # a user each
+    assert poll(lambda: all((folder / "pid").exists() for folder in folders))
+    for folder, other in zip(folders, reversed(folders)):
+        (folder / "other").write_text((other / "pid").read_text())
+    assert poll(lambda: all((folder / "outcome").exists() for folder in folders))
+    for folder in folders:
+        assert (folder / "outcome").read_text() == "denied: 1, listing denied: 13"
+    assert [kernel.stop()["reason"] for kernel in kernels] == ["stopped by the grader"] * 2
+
+
+@pytest.mark.skipif(not linux.seccomp_available(), reason="libseccomp.so.2 is not installed")
+def test_the_network_filter_refuses_every_socket_but_unix_and_netlink_route_ones():
+    code = """
+        import ctypes, socket
+        from autograde.sandbox import linux
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        linux.deny_network()
+        libc, long = ctypes.CDLL(None, use_errno=True), ctypes.c_long
+        def opens(domain, kind, protocol=0):  # socket(2) itself, with whatever its 64-bit registers hold
+            return libc.syscall(long(41), long(domain), long(kind), long(protocol)) >= 0
+        print(opens(socket.AF_UNIX, socket.SOCK_STREAM), opens(socket.AF_NETLINK, socket.SOCK_RAW),
+              opens(socket.AF_INET, socket.SOCK_STREAM), opens(socket.AF_INET6, socket.SOCK_DGRAM),
+              opens(socket.AF_PACKET, socket.SOCK_RAW), opens(socket.AF_INET | 1 << 32, socket.SOCK_STREAM),
+              opens(socket.AF_NETLINK, socket.SOCK_RAW, 9), opens(socket.AF_NETLINK, socket.SOCK_RAW, 1 << 32),
+              libc.syscall(long(425), long(1), ctypes.create_string_buffer(120)) >= 0)  # io_uring_setup
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          cwd=os.path.dirname(PACKAGE))
+    assert done.stdout.split() == ["True", "True"] + ["False"] * 7, done.stderr
+
+
+def test_a_container_refusing_namespaces_gets_container_mode_and_no_sysctl_advice(monkeypatch):
+    monkeypatch.setattr(bwrap, "bwrap_failure", lambda: "bwrap: No permissions to create new namespace")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(container, "probe", lambda: {"network": "filter"})
+    isolation_problem.cache_clear()
+    try:
+        monkeypatch.setattr(container, "container_sign", lambda: None)
+        assert "sysctl" in isolation_problem()
+        assert container.choose("bwrap") == ("bwrap", isolation_problem())  # not in a container: bwrap or nothing
+        isolation_problem.cache_clear()
+        monkeypatch.setattr(container, "container_sign", lambda: "/.dockerenv")
+        problem = isolation_problem()
+        assert "sysctl" not in problem and "container mode" in problem and "/.dockerenv" in problem
+        assert container.choose("bwrap") == ("container", None)
+        monkeypatch.setattr(container, "probe", lambda: {"problem": "the grader does not run as root"})
+        mode, why = container.choose("bwrap")
+        assert mode == "bwrap" and why.startswith(problem) and why.endswith("the grader does not run as root")
+        assert container.choose("none") == ("none", None)
+    finally:
+        isolation_problem.cache_clear()
+
+
+def test_sealing_leaves_only_the_way_to_the_environment(tmp_path):
+    course = tmp_path / "course"
+    environment = course / "tools" / ".venv"
+    (environment / "lib").mkdir(parents=True)
+    (course / "source").mkdir()
+    (course / "gradebook.db").write_text("hidden tests")
+    (course / "tools" / "notes.txt").write_text("notes")
+    for path in (course, course / "tools", course / "source", environment):
+        path.chmod(0o755)
+    container.seal(str(course), [str(environment)])
+    modes = {str(path.relative_to(tmp_path)): oct(stat.S_IMODE(path.stat().st_mode))
+             for path in [course, *sorted(course.rglob("*"))] if "lib" not in path.parts}
+    assert modes == {"course": "0o711", "course/gradebook.db": "0o600", "course/source": "0o700",
+                     "course/tools": "0o711", "course/tools/.venv": "0o755", "course/tools/notes.txt": "0o600"}

@@ -64,9 +64,7 @@ def bwrap_command(command: list[str], writable: list[str], read_only: list[str] 
 
 @functools.lru_cache(maxsize=None)
 def isolation_problem() -> str | None:
-    """None when kernels can be isolated here; otherwise what is wrong and the fix, in a sentence or two.
-
-    The check runs the real thing once: a supervisor in bwrap that enters its namespaces and starts a kernel."""
+    """None when kernels can be isolated here; otherwise what is wrong and the fix, in a sentence or two."""
     if not sys.platform.startswith("linux"):
         return (f"isolating students' code needs Linux and bubblewrap; this is {sys.platform}. Grade on Linux, "
                 "or pass --isolation none to run submissions with your own access to files and network")
@@ -74,6 +72,27 @@ def isolation_problem() -> str | None:
         return ("bubblewrap is not installed: install it with `sudo apt-get install bubblewrap` (Debian, Ubuntu; "
                 "`make setup` does this when it can) or `sudo dnf install bubblewrap` (Fedora), or pass "
                 "--isolation none to run submissions with your own access to files and network")
+    detail = bwrap_failure()
+    if detail is None:
+        return None
+    from .container import container_sign  # (container mode builds on this module)
+
+    sign = container_sign()
+    if sign:  # the container's seccomp profile or capabilities refuse namespaces: no sysctl of ours changes that
+        return (f"bubblewrap cannot create namespaces in this container ({detail}; the container shows {sign}). "
+                "Run `python -m autograde grade` as root in the container: it then isolates each kernel in "
+                "container mode (docs/instructors.md, \"Security model\"); or pass --isolation none")
+    return ("bubblewrap is installed but cannot isolate a kernel here "
+            f"({detail}). Unprivileged user namespaces may be off: on Debian and Ubuntu run "
+            "`sudo sysctl -w kernel.unprivileged_userns_clone=1` (and on Ubuntu 24.04 "
+            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), or pass --isolation none")
+
+
+@functools.lru_cache(maxsize=None)
+def bwrap_failure() -> str | None:
+    """None when bubblewrap isolates a kernel here; else the last line it (or the test kernel) printed.
+
+    The check runs the real thing once: a supervisor in bwrap that enters its namespaces and starts a kernel."""
     probe = "from autograde.sandbox.supervisor import self_test; self_test()"
     try:
         done = subprocess.run(bwrap_command([sys.executable, "-c", probe], writable=[]), capture_output=True,
@@ -82,8 +101,4 @@ def isolation_problem() -> str | None:
         done = subprocess.CompletedProcess([], 1, "", str(exc))
     if done.returncode == 0 and "isolated" in done.stdout:
         return None
-    detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-    return ("bubblewrap is installed but cannot isolate a kernel here "
-            f"({detail[0]}). Unprivileged user namespaces may be off: on Debian and Ubuntu run "
-            "`sudo sysctl -w kernel.unprivileged_userns_clone=1` (and on Ubuntu 24.04 "
-            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), or pass --isolation none")
+    return ((done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"])[0]

@@ -131,7 +131,8 @@ class SandboxProvisioner(LocalProvisioner):
         request = KernelRequest(argv=list(cmd), env=manager.kernel_environment(kwargs.get("env")), cwd=cwd,
                                 writable=[cwd, manager.ipc_dir], limits=manager.limits(),
                                 isolate=manager.isolation == "bwrap", threads=manager.threads or None,
-                                log_path=os.path.join(manager.ipc_dir, "kernel.log"))
+                                log_path=os.path.join(manager.ipc_dir, "kernel.log"),
+                                container_root=manager.runtime_root if manager.isolation == "container" else None)
         loop = asyncio.get_running_loop()
         kernel = await loop.run_in_executor(None, self._start, request, manager)
         self.process = kernel
@@ -235,8 +236,10 @@ class IsolatedKernelManager(AsyncKernelManager):
 
     client_factory = Type(GradingKernelClient, klass=AsyncKernelClient)
 
-    isolation = Enum(["bwrap", "none"], "bwrap", help="bwrap: the OS isolates each kernel (see "
-                     "autograde.sandbox.bwrap); none: the kernel runs with the grader's own access").tag(config=True)
+    isolation = Enum(["bwrap", "container", "none"], "bwrap", help="bwrap: the OS isolates each kernel (see "
+                     "autograde.sandbox.bwrap); container: each kernel runs as a user of its own, for a grader that "
+                     "runs as root in a container (autograde.sandbox.container; the kernel's folders must be in "
+                     "runtime_root); none: the kernel runs with the grader's own access").tag(config=True)
     memory_mb = Integer(Limits.memory_mb, help="memory of one kernel, all its processes together").tag(config=True)
     max_processes = Integer(Limits.max_processes, help="processes one kernel may run at once").tag(config=True)
     max_file_mb = Integer(Limits.max_file_mb, help="largest file a kernel may write").tag(config=True)

@@ -5,7 +5,9 @@ Each raises OSError with the call's errno; on other systems the module imports, 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import socket
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -65,14 +67,19 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def drop_capabilities() -> None:
-    """Give up every capability for good: the bounding set first (so that no exec can bring one back),
-    then the effective, permitted and inheritable sets (which also empties the ambient set)."""
+def drop_bounding_set() -> None:
+    """Empty the capability bounding set, so that no exec can bring a capability back (needs CAP_SETPCAP)."""
     for capability in range(_LAST_CAPABILITY + 1):
         try:
             prctl(PR_CAPBSET_DROP, capability)
         except OSError:
-            break  # past the last capability this kernel knows
+            break  # past the last capability this kernel knows (or already without CAP_SETPCAP)
+
+
+def drop_capabilities() -> None:
+    """Give up every capability for good: the bounding set first, then the effective, permitted and inheritable
+    sets (which also empties the ambient set); and set no_new_privs (no setuid or file capability works after)."""
+    drop_bounding_set()
     _call("capset", ctypes.byref(_CapHeader(_CAPABILITY_VERSION_3, 0)), (_CapData * 2)())
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
@@ -93,3 +100,67 @@ def die_with_parent(signal_number: int) -> bool:
         return True
     except OSError:
         return False
+
+
+# libseccomp (Debian's and Ubuntu's libseccomp2): the library that systemd, Docker and apt build their filters with.
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_ACT_ERRNO = 0x00050000
+_SCMP_CMP_NE, _SCMP_CMP_MASKED_EQ = 1, 7
+_FAMILIES = 64  # socket() refuses every family from AF_MAX (46 in Linux 6) on
+_NETLINK_ROUTE = 0
+
+
+class _ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+def _int_is(arg: int, value: int) -> _ArgCmp:
+    """Argument *arg*, an int, is *value*: its low 32 bits only, as the system call reads them."""
+    return _ArgCmp(arg, _SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, value)
+
+
+def _libseccomp():
+    try:
+        library = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        return None
+    library.seccomp_init.restype = ctypes.c_void_p
+    return library
+
+
+def seccomp_available() -> bool:
+    return _libseccomp() is not None
+
+
+def deny_network() -> None:
+    """Refuse this process and all it starts every socket (EACCES) but Unix ones and netlink route ones, with a
+    seccomp filter. Netlink route sockets only describe the interfaces, and ZeroMQ aborts the kernel when it cannot
+    list them (then, refused the TCP socket ipykernel asks for, it merely warns).
+
+    io_uring is refused too: it can open sockets without the socket() system call. System calls of another
+    architecture (32-bit ones) kill the process, as libseccomp's filters do by default. Needs no_new_privs."""
+    library = _libseccomp()
+    if library is None:
+        raise OSError(errno.ENOSYS, "libseccomp.so.2 is not installed")
+    rules = [(b"socket", [_int_is(0, family)]) for family in range(_FAMILIES)
+             if family not in (socket.AF_UNIX, socket.AF_NETLINK)]
+    rules += [(b"socket", [_int_is(0, socket.AF_NETLINK), _ArgCmp(2, _SCMP_CMP_NE, _NETLINK_ROUTE, 0)]),
+              (b"io_uring_setup", [])]
+    context = ctypes.c_void_p(library.seccomp_init(ctypes.c_uint32(_SCMP_ACT_ALLOW)))
+    if not context:
+        raise OSError(errno.ENOMEM, "seccomp_init failed")
+    refuse = ctypes.c_uint32(_SCMP_ACT_ERRNO | errno.EACCES)
+    try:
+        for name, comparisons in rules:
+            number = library.seccomp_syscall_resolve_name(name)
+            _seccomp_check(library.seccomp_rule_add_array(context, refuse, number, len(comparisons),
+                                                          (_ArgCmp * len(comparisons))(*comparisons)), name)
+        _seccomp_check(library.seccomp_load(context), b"seccomp_load")
+    finally:
+        library.seccomp_release(context)
+
+
+def _seccomp_check(result: int, what: bytes) -> None:
+    if result < 0:  # libseccomp returns -errno
+        raise OSError(-result, f"seccomp ({what.decode()}): {os.strerror(-result)}")

@@ -8,7 +8,9 @@ stdin). Before any of the student's code runs it gives the kernel mount, PID, ne
 its own, with a private /tmp and /dev/shm into which only the kernel's own folders are bound back; the kernel
 then drops every capability and sets no_new_privs (docs/instructors.md, "Security model"). A few times a second
 the supervisor adds up the resident memory of the kernel's processes and counts them (``RLIMIT_DATA`` alone would
-not stop ``multiprocessing``). Without isolation it is a subreaper instead, and kills the kernel's tree itself.
+not stop ``multiprocessing``). Without bubblewrap it is a subreaper instead, and kills the kernel's tree itself;
+in container mode (``container_root``) it runs as root, and the kernel as a user of its own
+(:mod:`autograde.sandbox.user`).
 
 Control socket, one JSON object per line: the supervisor says ``{"event": "started"}`` once the kernel runs and
 ``{"event": "stopped", ...}`` (why, exit status, CPU seconds) when it has ended; the worker may send
@@ -16,18 +18,21 @@ Control socket, one JSON object per line: the supervisor says ``{"event": "start
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import select
 import signal
 import socket
+import stat
 import sys
 from dataclasses import asdict, dataclass, field
 
 import psutil
 
 from . import linux
+from .user import KernelUser
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this grader's own code
 
@@ -68,6 +73,7 @@ class KernelRequest:
     isolate: bool = True
     threads: int | None = None  # torch's intra-op threads, for kernels forked warm
     log_path: str | None = None  # the kernel process's own stdout and stderr (not the cells' output)
+    container_root: str | None = None  # container mode: the job's folder, which holds the kernel's folders
 
     def to_line(self) -> bytes:
         return json.dumps(asdict(self)).encode() + b"\n"
@@ -99,26 +105,32 @@ def read_line(control: socket.socket) -> bytes:
 
 def supervise(request: KernelRequest, control: socket.socket, start_kernel) -> int:
     """Start the kernel (``start_kernel()`` runs in it and must not return), watch it, end it, report."""
+    user = None
     if request.isolate:
         enter_namespaces(request)
     else:
         linux.become_subreaper()
+        if request.container_root:
+            user = KernelUser(request.container_root, request.writable, request.env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel, on the worker's request
     ready_r, ready_w = os.pipe()
     kernel = os.fork()
     if kernel == 0:
         control.close()
         os.close(ready_r)
-        _become_kernel(request, ready_w, start_kernel)
+        _become_kernel(request, ready_w, start_kernel, user)
     os.close(ready_w)
     started = os.read(ready_r, 1) == b"1"
     os.close(ready_r)
     if started:
-        send(control, event="started")
+        send(control, event="started", **({"uid": user.uid, "network": user.network} if user else {}))
         status = _watch(kernel, request, control)
     else:
         status = {"reason": "the kernel could not start (see its log)"}
     _end(kernel, request.isolate)
+    if user:
+        user.release()
+    _disarm(request.writable)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     send(control, event="stopped", kernel_cpu_s=round(usage.ru_utime + usage.ru_stime, 3), **status)
     return 0
@@ -148,7 +160,7 @@ def enter_namespaces(request: KernelRequest) -> None:
     linux.unmount(STAGE)
 
 
-def _become_kernel(request: KernelRequest, ready_fd: int, start_kernel) -> None:
+def _become_kernel(request: KernelRequest, ready_fd: int, start_kernel, user: KernelUser | None) -> None:
     """In the forked kernel: the rest of the isolation, the limits, a clean process state; then the kernel."""
     try:
         linux.die_with_parent(signal.SIGKILL)  # without its supervisor the kernel would run unwatched
@@ -157,6 +169,8 @@ def _become_kernel(request: KernelRequest, ready_fd: int, start_kernel) -> None:
             flags = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
             linux.mount("proc", "/proc", "proc", flags)  # this namespace's processes only
             linux.drop_capabilities()
+        elif user:
+            user.enter()
         _apply_limits(request.limits)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -290,6 +304,23 @@ def _end(kernel: int, isolate: bool) -> None:
             return
 
 
+def _disarm(folders: list[str]) -> None:
+    """Once nothing of the kernel runs: remove what it left in its folders that would make the grader, which
+    writes there next (the autograded notebook), write elsewhere or hang: links, symbolic or hard, FIFOs, sockets
+    and devices."""
+    found = []  # all of them first: removing one of two hard links would leave the other looking innocent
+    for folder in folders:
+        for where, folders_in, files in os.walk(folder):
+            for path in (os.path.join(where, name) for name in folders_in + files):
+                with contextlib.suppress(FileNotFoundError):  # the grader may be cleaning its IPC folder up
+                    info = os.lstat(path)
+                    if not stat.S_ISDIR(info.st_mode) and (not stat.S_ISREG(info.st_mode) or info.st_nlink > 1):
+                        found.append(path)
+    for path in found:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def _live_descendants() -> list[int]:
     found = []
     for process in psutil.Process().children(recursive=True):
@@ -315,16 +346,21 @@ def self_test() -> None:
                if os.path.commonpath([path, "/tmp"]) == "/tmp"}
     check = (f"import os, sys; sys.exit(0 if os.getpid() == 1 and not os.path.exists({probe!r}) "
              f"and set(os.listdir('/tmp')) <= {allowed!r} else 3)")
-    request = KernelRequest(argv=[sys.executable, "-c", check], env=dict(os.environ), cwd="/")
-    ours, theirs = socket.socketpair()
-    supervise(request, theirs, lambda: _exec_kernel(request))
-    theirs.close()
-    events = [json.loads(line) for line in ours.makefile("rb") if line.strip()]
-    stopped = events[-1] if events else {}
-    if events[0].get("event") == "started" and stopped.get("exit_code") == 0:
+    started, stopped = trial(KernelRequest(argv=[sys.executable, "-c", check], env=dict(os.environ), cwd="/"))
+    if started.get("event") == "started" and stopped.get("exit_code") == 0:
         print("isolated")
     else:
         print(f"the test kernel did not run isolated: {stopped}", file=sys.stderr)
+
+
+def trial(request: KernelRequest) -> tuple[dict, dict]:
+    """Supervise, in this process, a kernel that runs *request*'s program to its end: the supervisor's first and
+    last reports (for the checks that isolation works here)."""
+    ours, theirs = socket.socketpair()
+    supervise(request, theirs, lambda: _exec_kernel(request))
+    theirs.close()
+    events = [json.loads(line) for line in ours.makefile("rb") if line.strip()] or [{}]
+    return events[0], events[-1]
 
 
 def main() -> int:
