@@ -1,17 +1,20 @@
 """Grade one submission: nbgrader's Autograde and GenerateFeedback, configured as the course says, in a job course.
 
-Each submission is graded in an nbgrader course of its own, made from the template (:mod:`autograde.course`)::
+Each submission is graded in an nbgrader course of its own, made from the template (:mod:`autograde.course`), in a
+private folder whose name no other job can guess (``<key>-<random>``)::
 
-    <run root>/<key>/gradebook.db                                    a copy of the template's: this student only
-    <run root>/<key>/release/<assignment>/<notebook>.ipynb           what the students were given
-    <run root>/<key>/submitted/student/<assignment>/<notebook>.ipynb  the notebook, with the release's data files
-    <run root>/<key>/autograded/student/<assignment>/                nbgrader's output; the kernel's working folder
-    <run root>/<key>/feedback/student/<assignment>/<notebook>.html
+    <job>/gradebook.db                                    a copy of the template's: this student only
+    <job>/release/<assignment>/<notebook>.ipynb           what the students were given
+    <job>/submitted/student/<assignment>/<notebook>.ipynb  the notebook, with the release's data files
+    <job>/autograded/student/<assignment>/                nbgrader's output, where no kernel ever was
+    <job>/feedback/student/<assignment>/<notebook>.html
+    <job>/work-<random>/                                  the kernel's working folder, which nothing reads back
 
 The run root is a short folder under /tmp (Unix socket paths are short) that only the grading run and its warm
 kernel server can see; a kernel sees its working folder alone (:mod:`autograde.sandbox`). The job course holds
-no ``source/``: the gradebook is all nbgrader needs. Inside, every student is called ``student``, so that a
-student's id never has to be a valid path. Submissions are graded in parallel, each in a forked worker process.
+no ``source/``: the gradebook is all nbgrader needs, and the probes and judges are the template's, which no
+kernel sees. Inside, every student is called ``student``, so that a student's id never has to be a valid path.
+Submissions are graded in parallel, each in a forked worker process.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -122,8 +126,7 @@ def prepare_reference(template: Template, settings: Settings) -> None:
     grading = template.grading()
     if grading is None:
         return
-    jobdir = Path(settings.run_root) / "reference"
-    jobdir.mkdir(parents=True, exist_ok=True)
+    jobdir = Path(tempfile.mkdtemp(prefix="reference-", dir=settings.run_root))
     executor = JudgedExecute(config=_job_config(template, jobdir, settings))
     receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
 
@@ -147,9 +150,8 @@ def run_job(job: Job, template: Template, settings: Settings) -> Result:
     started = time.monotonic()
     linux.become_subreaper()  # what a cold kernel's sandbox might leave behind lands here, and is killed
     sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _throwaway_sqlite)
-    jobdir = Path(settings.run_root) / job.key
-    shutil.rmtree(jobdir, ignore_errors=True)
-    jobdir.mkdir(parents=True)
+    # A private folder of an unpredictable name: nothing of another job can be aimed at this one's files.
+    jobdir = Path(tempfile.mkdtemp(prefix=f"{job.key}-", dir=settings.run_root))
     log = _job_logger(jobdir)
     result = job.new_result(template, settings)
     try:
@@ -159,7 +161,7 @@ def run_job(job: Job, template: Template, settings: Settings) -> Result:
         fail(result, template, exc.status, exc.detail)
     except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: still a row, status says so
         log.error("grader error:\n%s", traceback.format_exc())
-        evidence = Path(settings.work_dir) / "failed" / job.key
+        evidence = Path(settings.work_dir) / "failed" / jobdir.name
         fail(result, template, st.GRADER_ERROR,
              f"grader error: {type(exc).__name__}: {str(exc)[:300]} (log: {evidence / 'grading.log'})",
              shown="The grader could not grade this notebook; your instructor has been told.")

@@ -99,6 +99,24 @@ if os.fork() == 0:
         os.execv(sys.executable, [sys.executable, "-c", loop, {outside!r}, "{stamp}"])
     os._exit(0)
 ''',
+    "links": WRONG + WALK + '''
+import os
+# Its folder filled with links out of the sandbox, under every name the grader could write, chmod, copy or render:
+# the notebook's, nbgrader's outputs, a gradebook's. Without a folder the grader never reads back, the grader itself
+# would write through them.
+made = []
+for name in ["mini.ipynb", "mini.html", "gradebook.db", "timestamp.txt", "feedback", "autograded", "source"]:
+    for target in ({victim!r}, {victim_dir!r}):
+        try:
+            if os.path.lexists(name):
+                os.remove(name)
+            os.symlink(target, name)
+            made.append(name)
+            break
+        except OSError:
+            pass
+report(links=made, cwd=os.getcwd())
+''',
     "kill_supervisor": WALK + '''
 import os, signal
 for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()] + [os.getppid()]:
@@ -129,8 +147,12 @@ def attempt(tmp_path_factory):
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     stamp = f"escape{int(time.time() * 1000)}"
+    victim_dir = root / f"victim-{stamp}"
+    victim_dir.mkdir()
+    (victim_dir / "victim.txt").write_text("the instructor's file\n")
     context = {"root": str(root), "port": listener.getsockname()[1], "stamp": stamp,
-               "outside": str(root / f"{stamp}.txt")}
+               "outside": str(root / f"{stamp}.txt"), "victim": str(victim_dir / "victim.txt"),
+               "victim_dir": str(victim_dir)}
     # Wrong answers (points could only come from an escape), but the last: its kills must not disturb grading.
     students = {name: fill(release, {"double": code.format(**context) + (answers["double"] if name == "kill_supervisor"
                                                                          else "")})
@@ -142,8 +164,8 @@ def attempt(tmp_path_factory):
     listener.close()
 
 
-EXPECTED = {"master_copy": 0, "classmate": 0, "sabotage": 0, "network": 0, "daemon": 0, "kill_supervisor": 3,
-            "victim": 3}
+EXPECTED = {"master_copy": 0, "classmate": 0, "sabotage": 0, "network": 0, "daemon": 0, "links": 0,
+            "kill_supervisor": 3, "victim": 3}
 
 
 def _reports(autograded: Path) -> dict:
@@ -168,6 +190,10 @@ def _check(attempt, scores: dict, autograded: dict, feedback_texts: dict) -> Non
     assert "written" in reports["sabotage"]  # (what it wrote in its own private /tmp vanished with it)
     assert reports["network"]["tcp"].startswith("refused")
     assert reports["kill_supervisor"] == {"killed": "tried"}
+    assert "mini.ipynb" in reports["links"]["links"]  # the links were made: the grader never followed them
+    victim = Path(attempt["victim"])
+    assert victim.read_text() == "the instructor's file\n" and sorted(victim.parent.iterdir()) == [victim]
+    assert all(path.is_file() and not path.is_symlink() for path in autograded.values())
     with pytest.raises(BlockingIOError):
         attempt["listener"].accept()  # nothing ever reached the listener
     for name, text in feedback_texts.items():

@@ -36,7 +36,9 @@ def assignment():
     tests = list(test_cells)
     points = {grade_id: value for grade_id, (_, value, _) in test_cells.items()}
     judges = (SOURCE_DIR / "grading" / "judges.py").read_text(encoding="utf-8")
-    secret = {line.strip() for line in judges.splitlines() if len(line.strip()) >= 25}
+    # The judges' own lines; a line the notebook holds too (an answer's formula, an import) is no secret.
+    shown = {line.strip() for cell in source.cells for line in cell.source.splitlines()}
+    secret = {line.strip() for line in judges.splitlines() if len(line.strip()) >= 25} - shown
     return {"source": source, "release": release, "answers": answers, "tests": tests, "points": points,
             "judges": secret}
 

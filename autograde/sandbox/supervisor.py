@@ -305,9 +305,10 @@ def _end(kernel: int, isolate: bool) -> None:
 
 
 def _disarm(folders: list[str]) -> None:
-    """Once nothing of the kernel runs: remove what it left in its folders that would make the grader, which
-    writes there next (the autograded notebook), write elsewhere or hang: links, symbolic or hard, FIFOs, sockets
-    and devices."""
+    """Once nothing of the kernel runs: remove what it left in its folders that would make the grader write
+    elsewhere or hang, were it ever to write there: links, symbolic or hard, FIFOs, sockets and devices. (The grader
+    writes nothing into a kernel's working folder, which it only deletes; it moves the kernel's log out of the IPC
+    folder. This is the second line of defence.)"""
     found = []  # all of them first: removing one of two hard links would leave the other looking innocent
     for folder in folders:
         for where, folders_in, files in os.walk(folder):
