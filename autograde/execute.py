@@ -50,8 +50,10 @@ from .preprocessors import add_to_report, report
 from .sandbox.kernel import IsolatedKernelManager
 from .sandbox.supervisor import MEMORY_LIMIT, TOO_MANY_PROCESSES
 
-_PROCESS_SEED = secrets.randbits(62)  # plain `nbgrader autograde`: one seed for the whole command
-_REFERENCES: dict[tuple, dict] = {}  # (grading folder, reference notebook, seed) -> grade_id -> observations
+# (grading folder, reference notebook, seed) -> grade_id -> observations; a Jupyter server whose formgrader runs
+# Autograde many times keeps the last few.
+_REFERENCES: dict[tuple, dict] = {}
+_KEPT_REFERENCES = 4
 
 
 def is_test(cell) -> bool:
@@ -69,7 +71,8 @@ class JudgedExecute(Execute):
         config=True)
     reference_notebook = Unicode("", help="the notebook with the reference answers; default: the source "
                                           "notebook of the same name").tag(config=True)
-    seed = Integer(0, help="the probes' seed; 0 draws a new one for each process").tag(config=True)
+    seed = Integer(0, help="the probes' seed; 0 draws a new one for every grading run (every nbgrader Autograde, "
+                           "formgrader's button included)").tag(config=True)
     max_observation_bytes = Integer(8_000_000, help="largest observation a probe may send").tag(config=True)
     max_output_bytes = Integer(200_000, help="Output collected per cell; -1 for no limit").tag(config=True)
     max_error_chars = Integer(20_000, help="Longest error message kept").tag(config=True)
@@ -80,6 +83,9 @@ class JudgedExecute(Execute):
         # nbgrader's Execute passes its kernel manager class as an argument, which no configuration overrides.
         kwargs.setdefault("kernel_manager_class", IsolatedKernelManager)
         super().__init__(*args, **kwargs)
+        # nbgrader makes its preprocessors once per Autograde run: a run's submissions share this seed (and one
+        # reference run), the next run draws another.
+        self._drawn_seed = secrets.randbits(62)
 
     # -- where things are ------------------------------------------------------------------------
     def _source_path(self, resources, name: str) -> Path | None:
@@ -98,7 +104,7 @@ class JudgedExecute(Execute):
         return self._source_path(resources, f"{resources['nbgrader']['notebook']}.ipynb")
 
     def run_seed(self) -> int:
-        return self.seed or _PROCESS_SEED
+        return self.seed or self._drawn_seed
 
     # -- the run -------------------------------------------------------------------------------
     def preprocess(self, nb, resources=None, km=None):
@@ -267,7 +273,7 @@ class JudgedExecute(Execute):
             self.report["statuses"].add(st.TAMPERING)
             self.report["notes"].append(f"{self._probing}: the probe's answer came more than once")
             return
-        size = len(json.dumps(value))
+        size = _json_size(value)
         self._observed[self._probing] = value if size <= self.max_observation_bytes else {"oversized": size}
 
     def clear_output(self, outs, msg, cell_index):
@@ -353,8 +359,10 @@ class JudgedExecute(Execute):
 
 
 def remember_reference(key: tuple, observed: dict) -> None:
-    """Keep a reference computed elsewhere (the grading run computes it before it forks its workers)."""
+    """Keep a reference (the grading run computes it before it forks its workers)."""
     _REFERENCES[key] = observed
+    while len(_REFERENCES) > _KEPT_REFERENCES:
+        del _REFERENCES[next(iter(_REFERENCES))]
 
 
 def _check_complete(grading: Grading, tests) -> None:
@@ -387,6 +395,17 @@ def _describe(observed) -> str:
         return "no observations came back"
     stopped = observed.get("stopped", {})
     return f"{stopped.get('what')} raised {stopped.get('type')}: {stopped.get('message')}"
+
+
+def _json_size(value, depth=0) -> int:
+    """About how many bytes *value* takes as JSON, without writing it out (its strings are most of it)."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, dict) and depth < 64:
+        return sum(len(key) + 4 + _json_size(item, depth + 1) for key, item in value.items()) + 2
+    if isinstance(value, list) and depth < 64:
+        return sum(_json_size(item, depth + 1) + 1 for item in value) + 2
+    return 24
 
 
 def _size(out) -> int:

@@ -172,7 +172,10 @@ class Grading:
     def __init__(self, folder: Path):
         self.folder = Path(folder).resolve()
         self.probes_source = (self.folder / PROBES).read_text(encoding="utf-8")
-        package = "_autograde_grading_" + hashlib.sha256(str(self.folder).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(str(self.folder).encode())
+        for path in sorted(self.folder.glob("*.py")):  # an edited judge is loaded anew, in a long-lived server too
+            digest.update(path.read_bytes())
+        package = "_autograde_grading_" + digest.hexdigest()[:16]
         if package not in sys.modules:  # judges.py may import its siblings: `from . import probes`
             module = types.ModuleType(package)
             module.__path__ = [str(self.folder)]

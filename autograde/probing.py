@@ -109,7 +109,6 @@ def run_probe(source: str, name: str, seed: int, limit: int) -> None:
 
     module = types.ModuleType("autograde_probes")
     exec(compile(source, "<probes>", "exec"), module.__dict__)  # noqa: S102 - the instructor's probe code
-    text = json.dumps(observe(module, name, get_ipython().user_ns, seed))
-    if len(text) > limit:
-        text = json.dumps({"oversized": len(text)})
-    publish_display_data({MIME: json.loads(text)})
+    observed = observe(module, name, get_ipython().user_ns, seed)
+    size = len(json.dumps(observed))
+    publish_display_data({MIME: observed if size <= limit else {"oversized": size}})

@@ -201,8 +201,14 @@ def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
     assert _verdict(outputs["test_slow"]) == ("failed", "this test did not finish: it ran past the time limit")
 
 
+def test_every_grading_run_draws_its_own_seed():
+    # nbgrader makes its preprocessors once per Autograde run (formgrader's button included): a new seed each time.
+    seeds = {JudgedExecute().run_seed() for _ in range(5)}
+    assert len(seeds) == 5 and JudgedExecute(seed=7).run_seed() == 7
+
+
 @linux
-def test_the_reference_runs_once_per_process_and_seed(course, monkeypatch):
+def test_the_reference_runs_once_per_seed(course, monkeypatch):
     runs = []
     real = JudgedExecute.observe_reference
     monkeypatch.setattr(JudgedExecute, "observe_reference", lambda self, *a: runs.append(1) or real(self, *a))
