@@ -31,6 +31,14 @@ WRONG = "def double(x):\n    return 3 * x\n"
 SCHEMA = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
 HIDDEN_CODE = ["BEGIN HIDDEN TESTS", "torch.equal(double(torch.arange(3))", "assert_close(double(torch.tensor([1.5"]
 WRITTEN = "written (graded by hand)"
+LINKS = """import os
+for name, target in [("mini.ipynb", "{root}/results/results.json"), ("results.json", "{root}/results/results.json"),
+                     ("mini.html", "{root}/source/settings.json"), ("gradebook.db", "{root}/source/template/gradebook.db")]:
+    try:
+        os.symlink(target, name)
+    except OSError:
+        pass
+"""
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +84,8 @@ def graded(bundle, roots):
            for name in FORGERIES},
         # A link to the bundle's own source (the solutions) is not the student's work: it is left out.
         "linked": {"mini.ipynb": roots / "correct" / "source" / "course" / "source" / MINI / f"{MINI}.ipynb"},
+        # A kernel that fills its folder with links to the results and the bundle, under the names the grader writes.
+        "links_out": {"mini.ipynb": fill(release, {"double": LINKS.format(root=roots / "links_out") + WRONG})},
     }
     return {name: autograde(bundle, roots, name, files) for name, files in cases.items()}
 
@@ -169,6 +179,15 @@ def test_cheats_and_forgeries_score_zero(graded):
         results = json.loads(graded[name][2])
         assert results["score"] == 0, (name, results["output"])
         assert all(test["score"] == 0 for test in results["tests"]), name
+
+
+def test_links_a_kernel_makes_lead_nowhere(graded, roots, bundle):
+    results = json.loads(graded["links_out"][2])
+    assert results["score"] == 0 and "Status: ok." in results["output"]
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        settings = zf.read("settings.json")
+    assert (roots / "links_out" / "source" / "settings.json").read_bytes() == settings
+    assert not (roots / "links_out" / "results" / "results.json").is_symlink()
 
 
 def test_a_link_to_the_bundles_source_is_not_graded(graded):
