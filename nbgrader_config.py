@@ -53,6 +53,10 @@ c.GenerateFeedback.exporter_class = FeedbackExporter
 c.HTMLExporter.preprocessors = [CleanHTML]
 c.GenerateFeedback.HTMLExporter.preprocessors = []
 
+# Every assignment of this course is judged: one without source/<assignment>/grading/ is refused, never graded the
+# stock way (its test cells hold no tests of their own, and would pass by themselves).
+c.JudgedExecute.require_judges = True
+
 # A whole notebook gets this long per cell; the reference solution needs a few seconds in all.
 c.Execute.timeout = 60
 # Each kernel: 2 GB for all its processes together (like mybinder.org). Set `isolation = "none"` only to grade

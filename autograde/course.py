@@ -219,6 +219,9 @@ class Template:
         """The assignment's probes and judges (the template's copy), loaded once; None for a stock assignment."""
         if not hasattr(self, "_grading"):
             self._grading = Grading.find(self.grading_dir)
+            if self._grading is None and self.course.config.JudgedExecute.get("require_judges"):
+                raise AutogradeError(f"source/{self.course.assignment}/grading/ holds no probes and judges, and "
+                                     "the course grades only with them (JudgedExecute.require_judges)")
         return self._grading
 
     def prepare(self, log: logging.Logger | None = None, duedate: datetime | None = None) -> "Template":

@@ -42,7 +42,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from nbgrader import utils
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from . import status as st
 from .judging import FOLDER, MIME, Grading
@@ -71,6 +71,8 @@ class JudgedExecute(Execute):
         config=True)
     reference_notebook = Unicode("", help="the notebook with the reference answers; default: the source "
                                           "notebook of the same name").tag(config=True)
+    require_judges = Bool(False, help="refuse to grade an assignment without probes and judges (a course whose "
+                                      "tests all are judged: its test cells would pass by themselves)").tag(config=True)
     seed = Integer(0, help="the probes' seed; 0 draws a new one for every grading run (every nbgrader Autograde, "
                            "formgrader's button included)").tag(config=True)
     max_observation_bytes = Integer(8_000_000, help="largest observation a probe may send").tag(config=True)
@@ -96,7 +98,12 @@ class JudgedExecute(Execute):
         return Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / name
 
     def grading(self, resources=None) -> Grading | None:
-        return Grading.find(self.grading_dir or self._source_path(resources, FOLDER))
+        folder = self.grading_dir or self._source_path(resources, FOLDER)
+        found = Grading.find(folder)
+        if found is None and self.require_judges:
+            raise RuntimeError(f"no probes and judges in {folder}: this course grades only with them "
+                               "(JudgedExecute.require_judges)")
+        return found
 
     def _reference_path(self, resources) -> Path:
         if self.reference_notebook:

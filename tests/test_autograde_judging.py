@@ -283,3 +283,20 @@ def test_check_fails_with_its_message():
     check(True, "never shown")
     with pytest.raises(AssertionError, match="shown"):
         check(0, "shown")
+
+
+def test_a_course_that_requires_judges_refuses_an_assignment_without_them(tmp_path):
+    config = Config()
+    config.JudgedExecute.update({"grading_dir": str(tmp_path / "none"), "require_judges": True})
+    nb = _notebook("def square(x):\n    return x * x", ("right", "# judged by the grader"))
+    with pytest.raises(RuntimeError, match="no probes and judges in"):
+        JudgedExecute(config=config).preprocess(nb, {})
+
+
+def test_this_course_requires_judges():
+    from pathlib import Path
+
+    from autograde.course import load_course_config
+
+    config = load_course_config(Path(__file__).resolve().parent.parent)
+    assert config.JudgedExecute.require_judges is True

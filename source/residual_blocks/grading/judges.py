@@ -1,0 +1,1091 @@
+"""The judges of the residual_blocks assignment: one per graded test cell, named by its grade_id.
+
+Each runs in the grader's process, never in a kernel that ran a student's code: ``judge(student, reference,
+seed)`` reads what the probe of the same name (probes.py) observed in the student's kernel, and fails the test with
+a teaching message (``check``) or returns the message of a passed test. It trusts no observation: inputs and the
+weights the probe gave the student's layers are drawn again from the seed, and every value a test gives credit
+for is recomputed here, with the student's own layers, by the formula the part asks for. Observations that only
+describe (a type's name, a count, a flag) count only together with values that only a working answer produces.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from autograde.judging import Malformed, check
+
+from . import probes
+
+torch.set_num_threads(1)  # tiny tensors: more threads only spin and fight for the cores
+ATOL, RTOL = 1e-4, 1e-4
+PADDING_HINT = "3x3 convolutions need padding=1 so that only the stride changes the size"
+PROJECTION_HINT = "the 1x1 projection has no padding: its stride alone sets the size"
+DEVICE_ADVICE = ("Inside forward, create tensors on the input's device (torch.zeros_like(x), x.new_zeros(...), "
+                 "device=x.device) and never call .cpu(), .cuda() or .to('cpu').")
+
+
+def hint(stop: dict) -> str:
+    """More for a message of a failed call (autograde.judging appends it)."""
+    if "must match the size of tensor" in str(stop.get("message")):
+        return (" (tensors that are added must have the same shape: check the strides, the paddings and that the "
+                "shortcut matches the branch)")
+    return ""
+
+
+# -- what every judge uses -----------------------------------------------------------------------------------
+
+def seeded(seed, salt, shape, scale=1.0, shift=0.0):
+    """The probe's input drawn with *salt*, in float64, on the CPU."""
+    return probes.normal(seed, salt, shape, scale, shift).double()
+
+
+def values(seed, salt, layer: dict) -> dict:
+    return {name: value.double() for name, value in probes.layer_values(seed, salt, layer).items()}
+
+
+def close(a, b, atol=ATOL, rtol=RTOL) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and bool(torch.allclose(a, b, atol=atol, rtol=rtol))
+
+
+def gap(a, b) -> float:
+    return (a - b).abs().max().item() if tuple(a.shape) == tuple(b.shape) else float("nan")
+
+
+def expected_hw(size: int, stride: int) -> int:
+    # A 3x3 convolution with padding 1, or a 1x1 convolution without padding: both give floor((size - 1) / s) + 1.
+    return (size - 1) // stride + 1
+
+
+def module(record, what: str, noun="an nn.Module"):
+    """Fail unless the part returned a module."""
+    check(record.flag("module"), f"{what} should be {noun}, got {record.text('type')}")
+
+
+def tensor(record, what: str):
+    """The output a probe recorded: a tensor, on the input's device."""
+    check(record.flag("tensor"), f"{what} should return a tensor, got {record.get('type')}")
+    device, given = record.text("device"), record.get("input_device", record.get("device"))
+    check(device == given, f"{what}: the input is on {given} but the output is on {device}; keep every tensor on "
+                           "the input's device")
+    return record.tensor("values")
+
+
+def shape_problem(what, expected, got, stride, hint=PADDING_HINT):
+    """A teaching message for an output of the wrong shape, or None when the shape is right."""
+    expected, got = tuple(expected), tuple(got)
+    if got == expected:
+        return None
+    if len(got) != len(expected):
+        return f"{what} should return a tensor of shape {expected}, got {got}"
+    if got[1] != expected[1]:
+        return f"{what} should output {expected[1]} channels: expected {expected}, got {got}"
+    if stride > 1 and got[2:] == (expected[2] * stride, expected[3] * stride):
+        change = "halve" if stride == 2 else f"divide by {stride}"
+        return f"{what} has stride {stride}, so it must {change} H and W: expected {expected}, got {got}"
+    return f"{what} changes H and W wrongly: expected {expected}, got {got} ({hint})"
+
+
+def output(record, what, expected, stride=1, hint=PADDING_HINT):
+    y = tensor(record, what)
+    problem = shape_problem(what, expected, y.shape, stride, hint)
+    check(problem is None, problem)
+    return y
+
+
+def conv(x, layer: dict, weights: dict, stride=None, padding=None):
+    """A Conv2d layer's computation; *stride* and *padding* default to the layer's own."""
+    stride = tuple(layer["stride"]) if stride is None else stride
+    padding = (layer["padding"] if isinstance(layer["padding"], str) else tuple(layer["padding"])) \
+        if padding is None else padding
+    if layer.get("padding_mode", "zeros") != "zeros" and not isinstance(padding, str):
+        x = F.pad(x, [p for p in reversed(padding) for _ in range(2)], mode=layer["padding_mode"])
+        padding = 0
+    return F.conv2d(x, weights["weight"], weights.get("bias"), stride, padding, tuple(layer["dilation"]),
+                    layer["groups"])
+
+
+def norm(x, layer: dict, weights: dict, training: bool):
+    """A BatchNorm layer's computation, with the batch's statistics (training) or its running ones."""
+    batch = training or not layer["tracks"]
+    return F.batch_norm(x, None if batch else weights["running_mean"], None if batch else weights["running_var"],
+                        weights["weight"] if layer["affine"] else None, weights["bias"] if layer["affine"] else None,
+                        batch, 0.0, layer["eps"])
+
+
+def compute(x, layer: dict, weights: dict, training=False):
+    if layer["type"] == "conv":
+        return conv(x, layer, weights)
+    if layer["type"] == "bn":
+        return norm(x, layer, weights, training)
+    return F.linear(x, weights["weight"], weights.get("bias"))
+
+
+def layer_list(record) -> list[dict]:
+    """The layers a probe described, checked for the fields the judges read."""
+    layers = record.items("layers")
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, dict) or layer.get("index") != index or layer.get("type") not in ("conv", "bn",
+                                                                                                    "linear"):
+            raise Malformed("a layer description that is not the probe's")
+    return layers
+
+
+def verify_trace(what, gate, x, seed, salt, strides=(1,)) -> None:
+    """The gate of the tests about layers: the module's own Conv2d and BatchNorm layers, with the weights the probe
+    gave them, really computed what they returned, and the first convolution saw the probe's input (or every s-th
+    pixel of it, for a shortcut that subsamples first). A module that only reports layers computes nothing here."""
+    layers, records = layer_list(gate), gate.each("trace")
+    check(records, f"{what}: none of its Conv2d or BatchNorm layers ran in forward")
+    for record in records:
+        index = record.integer("layer")
+        check(0 <= index < len(layers), "the trace names a layer the probe did not describe")
+        layer, given = layers[index], record.tensor("input")
+        computed = compute(given, layer, values(seed, salt, layer))
+        check(close(record.tensor("output"), computed, 1e-3, 1e-3),
+              f"{what}: its {layer['type']} layer {index + 1} did not return what such a layer computes with its "
+              f"weights (largest difference {gap(record.tensor('output'), computed):.3g}): does forward change them?")
+    firsts = [r.tensor("input") for r in records if layers[r.integer("layer")]["type"] == "conv"][:1]
+    check(firsts and any(close(firsts[0], x[:, :, ::s, ::s], 1e-5, 1e-5) for s in strides),
+          f"{what}: its first convolution does not receive the block's input x")
+
+
+def meta_messages(what, outcomes, expected, stride=1, hint=PADDING_HINT) -> None:
+    """The meta-device runs (train and eval): no error, the output on the meta device, the right shape."""
+    for outcome in outcomes:
+        mode = outcome.text("mode")
+        check(outcome.flag("ok"), f"{what} (in {mode} mode) fails on another device (here PyTorch's 'meta' device, "
+                                  f"which has shapes but no values): {outcome.get('error')} {DEVICE_ADVICE}")
+        check(outcome.flag("meta"), f"{what} should return its output on the input's device ('meta' here)")
+        problem = shape_problem(what, expected, outcome.items("shape"), stride, hint)
+        check(problem is None, problem)
+
+
+def gradient_of(function, x, weights):
+    """d sum(function(x) * weights) / dx, computed here."""
+    x = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (function(x) * weights).sum().backward()
+    return x.grad
+
+
+def backward_record(record, what):
+    check(record.flag("connected"), f"{what} returns a tensor cut off from the autograd graph (detach(), "
+                                    "torch.no_grad() or .data): no gradient can flow back through it")
+    return record.tensor("grad")
+
+
+# -- part 1: conv_output_size ----------------------------------------------------------------------------
+
+def number(answer) -> tuple:
+    """(the value, whether it is a number) of what conv_output_size returned."""
+    value = answer.get("value")
+    return value, answer.text("type") not in ("bool", "str") and isinstance(value, (int, float))
+
+
+def expected_sizes(reference, key, cases) -> list[int]:
+    """What the source's own conv_output_size answered for *cases* (the reference run, with the same seed)."""
+    answers = [number(answer)[0] for answer in reference.each(key)]
+    check(len(answers) == len(cases), "the reference observations do not cover the probe's cases")
+    return answers
+
+
+def test_conv_output_size_visible(student, reference, seed):
+    answers, cases = student.each("answers"), probes.visible_size_cases(seed)
+    check(len(answers) == len(cases), "the observations do not cover the probe's cases")
+    for args, answer, expected in zip(cases, answers, expected_sizes(reference, "answers", cases)):
+        value, numeric = number(answer)
+        check(numeric and value == expected, f"conv_output_size{args} should be {expected}, got {value}")
+    return "conv_output_size: the visible cases, and more like them, are right"
+
+
+def test_conv_output_size_hidden(student, reference, seed):
+    keyword, defaults = probes.hidden_size_cases(seed)
+    named, positional, default = student.each("keyword"), student.each("positional"), student.each("defaults")
+    check(len(named) == len(positional) == len(keyword) and len(default) == len(defaults),
+          "the observations do not cover the probe's cases")
+    right = expected_sizes(reference, "keyword", keyword)
+    for (size, k, s, p), got, again, expected in zip(keyword, named, positional, right):
+        what = f"conv_output_size(size={size}, kernel_size={k}, stride={s}, padding={p})"
+        value, _ = number(got)
+        check(got.text("type") == "int", f"{what} should return an int, got {got.text('type')} {value!r}: use // for "
+                                         "the floor division")
+        check(value == expected, f"{what} should be floor(({size} + 2*{p} - {k}) / {s}) + 1 = {expected}, got {value}")
+        check(number(again)[0] == expected, f"conv_output_size({size}, {k}, {s}, {p}) should be {expected}, got "
+                                            f"{number(again)[0]}")
+    for args, got, expected in zip(defaults, default, expected_sizes(reference, "defaults", defaults)):
+        check(number(got)[0] == expected, f"conv_output_size{args} uses the defaults stride=1, padding=0 and should be "
+                                          f"{expected}, got {number(got)[0]}")
+    return f"conv_output_size: right for {len(keyword) + len(defaults)} sizes, kernels, strides and paddings"
+
+
+# -- part 2: make_shortcut -------------------------------------------------------------------------------
+
+def test_make_shortcut_visible(student, reference, seed):
+    x = seeded(seed, "ms-visible", (2, 16, 8, 8))
+    same, down = student.sub("same"), student.sub("down")
+    module(same, "make_shortcut(16, 16)")
+    y = output(same.sub("output"), "make_shortcut(16, 16)", (2, 16, 8, 8))
+    check(torch.equal(y, x), "make_shortcut(16, 16) should return its input unchanged")
+    module(down, "make_shortcut(16, 32, stride=2)")
+    output(down.sub("output"), "make_shortcut(16, 32, stride=2)", (2, 32, 4, 4), 2, PROJECTION_HINT)
+    verify_trace("make_shortcut(16, 32, stride=2)", down, x, seed, "ms-visible", strides=(1, 2))
+    return "make_shortcut: the identity and the projection have the right shapes"
+
+
+def test_make_shortcut_identity(student, reference, seed):
+    configs = student.each("configs")
+    check(len(configs) == len(probes.IDENTITY_CONFIGS), "the observations do not cover the probe's cases")
+    for (c, _), record in zip(probes.IDENTITY_CONFIGS, configs):
+        what = f"make_shortcut({c}, {c}, stride=1)"
+        module(record.sub("module"), what)
+        n = record.sub("module").integer("parameters")
+        check(n == 0, f"{what} keeps the shape (same channels, stride 1), so it must be the identity, a module "
+                      f"without parameters; yours has {n} parameters. A projection is only for shape changes")
+        default = record.sub("default")
+        check(default.flag("module") and default.integer("parameters") == 0,
+              f"make_shortcut({c}, {c}) (stride left at its default 1) should also be a parameter-free identity")
+        for mode in ("train", "eval"):
+            x = seeded(seed, f"identity/{c}/{mode}", (2, c, 6, 6))
+            y = output(record.sub(mode).sub("output"), what, (2, c, 6, 6))
+            check(torch.equal(record.sub(mode).tensor("input_after"), x),
+                  f"{what} changed its input in place; it must leave x untouched")
+            check(torch.equal(y, x), f"{what} should return its input unchanged (in {mode} mode); the largest "
+                                     f"difference is {gap(y, x):.3g}")
+        weights = seeded(seed, f"identity/{c}/weights", (2, c, 6, 6))
+        grad = backward_record(record.sub("gradient"), what)
+        check(close(grad, weights), f"{what}: the gradient must pass through the identity shortcut unchanged "
+                                    "(d shortcut(x) / dx = 1)")
+        meta_messages(what, record.each("meta"), (2, c, 6, 6))
+    return "make_shortcut: the identity shortcut is right, in both modes, for gradients and on any device"
+
+
+def projection_parameters(what, n, cin, cout) -> None:
+    want = cin * cout + 2 * cout
+    if n == want:
+        return
+    hints = {0: "it has no parameters, but the shape changes, so it needs the 1x1 projection",
+             cin * cout: "it looks like a 1x1 convolution without the BatchNorm2d(out_channels) after it",
+             9 * cin * cout + 2 * cout: "it looks like a 3x3 convolution; the projection is a 1x1 convolution",
+             cin * cout + 3 * cout: "the 1x1 convolution has a bias; use bias=False (the BatchNorm after it has its "
+                                    "own shift)",
+             cin * cout + 2 * cin: "the BatchNorm normalizes the input instead of the convolution's output"}
+    raise AssertionError(f"{what} should have {cin}*{cout} weights of a 1x1 convolution without bias plus 2*{cout} of "
+                         f"BatchNorm2d({cout}) = {want} parameters, got {n}" + (f": {hints[n]}" if n in hints else ""))
+
+
+def projection_layers(what, record, cout):
+    layers = layer_list(record)
+    convs = [layer for layer in layers if layer["type"] == "conv"]
+    norms = [layer for layer in layers if layer["type"] == "bn"]
+    check(len(convs) == 1 and len(norms) == 1, f"{what} should be one 1x1 nn.Conv2d followed by one nn.BatchNorm2d, "
+                                               f"found {len(convs)} Conv2d and {len(norms)} BatchNorm layers")
+    check(tuple(convs[0]["weight"][2:]) == (1, 1), f"{what}: the projection is a 1x1 convolution, yours has "
+                                                  f"kernel_size {tuple(convs[0]['weight'][2:])}")
+    check(norms[0]["features"] == cout, f"{what}: the BatchNorm should be BatchNorm2d({cout}), it normalizes "
+                                        f"{norms[0]['features']} channels")
+    return convs[0], norms[0]
+
+
+def test_make_shortcut_projection(student, reference, seed):
+    configs = student.each("configs")
+    check(len(configs) == len(probes.PROJECTION_CONFIGS), "the observations do not cover the probe's cases")
+    for (cin, cout, s, _), record in zip(probes.PROJECTION_CONFIGS, configs):
+        what, hw, salt = f"make_shortcut({cin}, {cout}, stride={s})", expected_hw(8, s), f"projection/{cin}/{cout}/{s}"
+        module(record.sub("module"), what)
+        x = seeded(seed, salt + "/x", (2, cin, 8, 8), 2.0, 1.0)
+        y = output(record.sub("eval").sub("output"), what, (2, cout, hw, hw), s, PROJECTION_HINT)
+        check(torch.equal(record.tensor("input_after"), x), f"{what} changed its input in place; it must leave x "
+                                                            "untouched")
+        projection_parameters(what, record.sub("module").integer("parameters"), cin, cout)
+        c, b = projection_layers(what, record, cout)
+        cw, bw = values(seed, salt, c), values(seed, salt, b)
+
+        def formula(t, training):
+            return norm(conv(t, c, cw, s, 0), b, bw, training)
+
+        if not close(y, formula(x, False)):
+            changed = (tensor(record.sub("pixel"), what) - y).abs().sum(dim=(0, 1)) > 1e-6
+            check(changed.sum().item() <= 1, f"{what}: changing one input pixel changes {int(changed.sum())} output "
+                                             "pixels; a 1x1 convolution with stride s maps pixel (s*i, s*j) to pixel "
+                                             "(i, j) only")
+            raise AssertionError(f"{what} should compute BatchNorm2d(conv1x1(x, stride={s})): in eval mode the largest "
+                                 f"difference from that is {gap(y, formula(x, False)):.3g} (is the BatchNorm applied "
+                                 "to the convolution's output?)")
+        trained = tensor(record.sub("train").sub("output"), what)
+        check(close(trained, formula(x, True), 1e-3, 1e-3),
+              f"{what}: in training mode the BatchNorm, the last layer, should normalize each output channel with the "
+              f"batch's own mean and variance; the largest difference from that is {gap(trained, formula(x, True)):.3g}")
+        grad = backward_record(record.sub("gradient"), what)
+        weights = seeded(seed, salt + "/weights", (2, cout, hw, hw))
+        check(grad.abs().sum().item() > 0 and close(grad, gradient_of(lambda t: formula(t, True), x, weights),
+                                                    1e-3, 1e-3),
+              f"{what}: the gradient that reaches the input through the projection is not the projection's")
+        check(all(record.items("weight_grads")), f"{what}: the 1x1 convolution's weight gets no gradient")
+        meta_messages(what, record.each("meta"), (2, cout, hw, hw), s, PROJECTION_HINT)
+    return "make_shortcut: the projection is BatchNorm2d(conv1x1(x, stride)), in both modes, with its gradients"
+
+
+# -- parts 3 and 4: the blocks ---------------------------------------------------------------------------
+
+def signature(name, cin, cout, stride):
+    return f"{name}({cin}, {cout}, stride={stride})"
+
+
+def shortcut_output(x, seed, salt, cin, cout, stride):
+    """What the probe's stand-in shortcut computes (see probes.StandInShortcut)."""
+    if cin == cout and stride == 1:
+        return x
+    return F.conv2d(x, probes.shortcut_values(seed, salt, cin, cout).double(), stride=stride)
+
+
+def split(layers, seed, salt):
+    """The convolutions and BatchNorms among *layers*, each with the weights the probe gave it."""
+    pairs = [(layer, values(seed, salt, layer)) for layer in layers]
+    return [p for p in pairs if p[0]["type"] == "conv"], [p for p in pairs if p[0]["type"] == "bn"]
+
+
+def two_and_two(what, convs, norms, residual):
+    check(len(convs) == 2 and len(norms) == 2, f"{what} should have two 3x3 nn.Conv2d and two nn.BatchNorm2d layers"
+                                               + (" besides its shortcut" if residual else "")
+                                               + f", found {len(convs)} and {len(norms)}")
+
+
+def stored_shortcut(record, what):
+    shortcut = record.sub("shortcut")
+    check(shortcut.flag("stored"), f"{what} should store its shortcut, the module returned by make_shortcut, as "
+                                   f"self.shortcut; found {shortcut.get('type') or 'no attribute shortcut'}")
+    return shortcut
+
+
+def branches(x, convs, norms, stride, training):
+    """For every order of the two convolutions and two BatchNorms: the branch, and the usual mistakes in it."""
+    def bn(h, pair):
+        return norm(h, pair[0], pair[1], training)
+
+    def cv(h, pair, s):
+        return F.conv2d(h, pair[1]["weight"], pair[1].get("bias"), s, 1)
+
+    found = []
+    for c1, c2 in ((convs[0], convs[1]), (convs[1], convs[0])):
+        for b1, b2 in ((norms[0], norms[1]), (norms[1], norms[0])):
+            try:
+                first = bn(cv(x, c1, stride), b1)
+                found.append({"branch": bn(cv(F.relu(first), c2, 1), b2), "no_inner": bn(cv(first, c2, 1), b2),
+                              "relu_before_bn": bn(cv(F.relu(bn(F.relu(cv(x, c1, stride)), b1)), c2, 1), b2)})
+                if stride > 1:
+                    found[-1]["late"] = bn(cv(F.relu(bn(cv(x, c1, 1), b1)), c2, stride), b2)
+            except RuntimeError:  # this order does not fit the layers' shapes
+                continue
+    return found
+
+
+LATE_STRIDE = "its stride is on the second convolution; the first one carries it"
+
+
+def block_candidates(x, convs, norms, stride, training, shortcut):
+    """(mistake or None, output): the block's formula with its own layers, and the usual mistakes."""
+    relu, found = F.relu, []
+    for b in branches(x, convs, norms, stride, training):
+        if shortcut is None:
+            found += [(None, relu(b["branch"])), ("it has no ReLU between the two conv-BN layers", relu(b["no_inner"])),
+                      ("it has no ReLU at the end", b["branch"]),
+                      ("it applies each ReLU before the BatchNorm; the order is conv -> BN -> ReLU",
+                       relu(b["relu_before_bn"]))]
+            if b["branch"].shape == x.shape:
+                found.append(("it adds its input (a skip connection); a plain block has none", relu(b["branch"] + x)))
+            if "late" in b:
+                found.append((LATE_STRIDE, relu(b["late"])))
+        elif b["branch"].shape == shortcut.shape:
+            found += [(None, relu(b["branch"] + shortcut)),
+                      ("it has no ReLU between the two conv-BN layers", relu(b["no_inner"] + shortcut)),
+                      ("it applies the last ReLU before adding the shortcut; y = ReLU(F(x) + shortcut(x)) needs the ReLU "
+                       "after the addition", relu(b["branch"]) + shortcut),
+                      ("it has no ReLU after adding the shortcut", b["branch"] + shortcut),
+                      ("it applies a ReLU to the shortcut before adding it", relu(b["branch"] + relu(shortcut))),
+                      ("it applies each ReLU before the BatchNorm; the order is conv -> BN -> ReLU",
+                       relu(b["relu_before_bn"] + shortcut)),
+                      ("it multiplies the branch by the shortcut; a residual block adds them", relu(b["branch"] * shortcut)),
+                      ("it does not add the shortcut", relu(b["branch"]))]
+            if "late" in b and b["late"].shape == shortcut.shape:
+                found.append((LATE_STRIDE, relu(b["late"] + shortcut)))
+    return found
+
+
+def block_formula(student, seed, name, salt, residual):
+    formula = "ReLU(BN(conv3x3(ReLU(BN(conv3x3(x, stride)))))" + (" + shortcut(x))" if residual else ")")
+    configs = student.each("configs")
+    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
+        what = signature(name, cin, cout, s)
+        module(record.sub("module"), what)
+        if residual:
+            stored_shortcut(record, what)
+        for mode in ("eval", "train"):
+            observed, layer_salt = record.sub(mode), f"{salt}/{cin}/{cout}/{s}"
+            convs, norms = split(layer_list(observed), seed, layer_salt)
+            two_and_two(what, convs, norms, residual)
+            x = seeded(seed, f"{layer_salt}/{mode}", (4, cin, 8, 8))
+            y = output(observed.sub("output"), what, (4, cout, expected_hw(8, s), expected_hw(8, s)), s)
+            shortcut = shortcut_output(x, seed, salt, cin, cout, s) if residual else None
+            candidates = block_candidates(x, convs, norms, s, mode == "train", shortcut)
+            matches = [mistake for mistake, ref in candidates if close(y, ref, 1e-3, 1e-3)]
+            if None in matches:
+                continue
+            check(not matches, f"{what} does not compute y = {formula}: {matches[0] if matches else ''}")
+            right = [gap(y, ref) for mistake, ref in candidates if mistake is None and ref.shape == y.shape]
+            raise AssertionError(
+                f"{what} does not compute y = {formula} (in {mode} mode; largest difference "
+                f"{min(right) if right else float('nan'):.3g}, using your block's own conv and BatchNorm weights). The "
+                "order is conv3x3 (with the stride) -> BN -> ReLU -> conv3x3 -> BN"
+                + (" -> add shortcut(x) -> ReLU" if residual else " -> ReLU") + "; both convolutions have padding 1")
+
+
+def block_layers(what, record, cin, cout, residual_extra=0):
+    """The block's two 3x3 convolutions without bias, its two BatchNorms, its channels and parameter count."""
+    branch = record.sub("branch")
+    layers = layer_list(branch)
+    convs = [layer for layer in layers if layer["type"] == "conv"]
+    norms = [layer for layer in layers if layer["type"] == "bn"]
+    two_and_two(what, convs, norms, residual_extra is not None)
+    for c in convs:
+        check(tuple(c["weight"][2:]) == (3, 3), f"{what}: both convolutions of the block are 3x3, found kernel_size "
+                                                f"{tuple(c['weight'][2:])}")
+        check(not c["bias"], f"{what}: create the convolutions with bias=False; the BatchNorm right after each one "
+                             "has its own shift, which makes a bias useless")
+    pairs = sorted((c["weight"][1], c["weight"][0]) for c in convs)
+    check(pairs == sorted([(cin, cout), (cout, cout)]), f"{what}: the first convolution maps {cin} to {cout} channels "
+                                                        f"and the second {cout} to {cout}, found {pairs}")
+    for b in norms:
+        check(b["features"] == cout, f"{what}: both BatchNorms normalize {cout} channels, found BatchNorm2d("
+                                     f"{b['features']})")
+    n, want = branch.integer("parameters"), 9 * cin * cout + 9 * cout * cout + 4 * cout + (residual_extra or 0)
+    check(n == want, f"{what} should have {want} parameters, got {n}")
+
+
+def test_residual_block_visible(student, reference, seed):
+    x = seeded(seed, "rb-visible", (2, 16, 8, 8))
+    for args, expected in [((16, 16), (2, 16, 8, 8)), ((16, 32, 2), (2, 32, 4, 4))]:
+        what = f"ResidualBlock{args}"
+        record = student.sub(what)
+        module(record, what)
+        y = tensor(record.sub("output"), what)
+        check(tuple(y.shape) == expected, f"{what} should turn {tuple(x.shape)} into {expected}, got {tuple(y.shape)}")
+        check(y.min().item() >= 0, f"{what} ends with a ReLU, so its output cannot be negative")
+        verify_trace(what, record.sub("gate"), x, seed, f"rb-visible/{what}")
+    y = tensor(student.sub("off"), "ResidualBlock(16, 16)")
+    check(close(y, F.relu(x), 1e-6, 0), "ResidualBlock(16, 16) with its BatchNorm weights and biases at zero should "
+                                        "return relu(x): its conv-BN layers output zeros and its identity shortcut adds "
+                                        "x; " + ("yours returns zeros, so the shortcut is not added"
+                                                 if y.abs().max() < 1e-6 else f"yours differs by up to {gap(y, F.relu(x)):.3g}"))
+    return "ResidualBlock: the shapes, the final ReLU and the identity shortcut are right"
+
+
+def test_residual_block_layers(student, reference, seed):
+    configs = student.each("configs")
+    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
+        what, projection = signature("ResidualBlock", cin, cout, s), cin != cout or s != 1
+        module(record.sub("module"), "ResidualBlock", "a subclass of nn.Module")
+        shortcut = stored_shortcut(record, what)
+        check(shortcut.flag("made"), f"{what}.shortcut is not the module make_shortcut({cin}, {cout}, {s}) returned: "
+                                     "build it with make_shortcut(in_channels, out_channels, stride), which gives the "
+                                     "identity or the projection as the shapes need")
+        block_layers(what, record, cin, cout, cin * cout if projection else 0)
+        x = seeded(seed, f"rb-layers/{cin}/{cout}/{s}", (2, cin, 8, 8))
+        verify_trace(what, record.sub("gate"), x, seed, f"rb-layers/{cin}/{cout}/{s}")
+        output(record.sub("gate").sub("output"), what, (2, cout, expected_hw(8, s), expected_hw(8, s)), s)
+    return "ResidualBlock: two 3x3 convolutions without bias, two BatchNorms and make_shortcut's shortcut"
+
+
+def test_residual_block_adds_shortcut(student, reference, seed):
+    configs = student.each("configs")
+    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
+        what = signature("ResidualBlock", cin, cout, s)
+        module(record.sub("module"), what)
+        stored_shortcut(record, what)
+        check(record.integer("norms_off") >= 1, f"{what} has no BatchNorm2d outside its shortcut; the block is "
+                                                "conv-BN-ReLU-conv-BN")
+        x = seeded(seed, f"rb-adds/{cin}/{cout}/{s}/x", (2, cin, 8, 8))
+        y = output(record.sub("output"), what, (2, cout, expected_hw(8, s), expected_hw(8, s)), s)
+        want = F.relu(shortcut_output(x, seed, "rb-adds", cin, cout, s))
+        if close(y, want, 1e-3, 1e-3):
+            continue
+        intro = (f"{what}: with the conv-BN branch switched off (its BatchNorm weights and biases set to 0, eval mode) "
+                 "the block must return ReLU(shortcut(x))")
+        check(y.abs().max().item() >= 1e-6, f"{intro}, but it returns zeros: the shortcut is not added to the branch "
+                                             "(or it is multiplied instead of added)")
+        check(y.min().item() >= -1e-6, f"{intro}, but the output has negative values (down to {y.min().item():.3g}): "
+                                       "the ReLU must be the last step, after adding the shortcut")
+        raise AssertionError(f"{intro}; the largest difference is {gap(y, want):.3g}")
+    return "ResidualBlock: adds the shortcut, then applies the ReLU"
+
+
+def test_residual_block_formula(student, reference, seed):
+    block_formula(student, seed, "ResidualBlock", "rb-formula", residual=True)
+    return "ResidualBlock: the whole formula holds, in training and eval mode"
+
+
+def input_and_gradients(configs, seed, name, salt, residual):
+    for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS[:2], configs):
+        what, hw = signature(name, cin, cout, s), expected_hw(8, s)
+        module(record.sub("module"), what)
+        for mode in ("train", "eval"):
+            observed = record.sub(mode)
+            output(observed.sub("output"), what, (2, cout, hw, hw), s)
+            check(torch.equal(observed.tensor("input_after"), seeded(seed, f"{salt}/{cin}/{mode}", (2, cin, 8, 8))),
+                  f"{what} changed its input in place ({mode} mode). Work on new tensors: no x += ..., no relu_(x) or "
+                  "ReLU(inplace=True) applied to x, and no out += shortcut(x) when the shortcut returns x itself "
+                  "(out = out + shortcut(x) is safe)")
+            check(not observed.flag("returned_input"), f"{what} returned its input tensor itself")
+        grad = backward_record(record.sub("gradient"), what)
+        idle = record.items("idle")
+        check(not idle, f"{what}: these parameters get no gradient, so they are not used in forward: {idle}")
+        check(grad.abs().sum().item() > 0, f"{what}: no gradient reaches the input")
+        if not residual:
+            continue
+        check("off" in record, f"{what} should store its shortcut, the module returned by make_shortcut, as "
+                               "self.shortcut")
+        x, weights = seeded(seed, f"{salt}/{cin}/off", (2, cin, 8, 8)), seeded(seed, f"{salt}/{cin}/off-weights",
+                                                                              (2, cout, hw, hw))
+        off = record.sub("off")
+        got = off.tensor("grad") if off.flag("connected") and off.get("grad") is not None else torch.zeros_like(x)
+        want = gradient_of(lambda t: F.relu(shortcut_output(t, seed, salt, cin, cout, s)), x, weights)
+        check(close(got, want, 1e-3, 1e-3), f"{what}: with the conv-BN branch switched off, the gradient should still "
+                                            "reach the input through the shortcut, d ReLU(shortcut(x)) / dx; it does "
+                                            "not (is the shortcut detached, computed under torch.no_grad(), or taken "
+                                            "from .data?)")
+
+
+def test_residual_block_input_and_gradients(student, reference, seed):
+    input_and_gradients(student.each("configs"), seed, "ResidualBlock", "rb-input", residual=True)
+    return "ResidualBlock: leaves its input alone; every parameter and the input get gradients, through the shortcut too"
+
+
+def devices(configs, seed, name, salt):
+    for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS[:2], configs):
+        what, hw = signature(name, cin, cout, s), expected_hw(8, s)
+        module(record.sub("module"), what)
+        meta_messages(what, record.each("meta"), (2, cout, hw, hw), s)
+        verify_trace(what, record.sub("gate"), seeded(seed, f"{salt}/{cin}", (2, cin, 8, 8)), seed, f"{salt}/{cin}")
+        output(record.sub("gate").sub("output"), what, (2, cout, hw, hw), s)
+
+
+def test_residual_block_devices(student, reference, seed):
+    devices(student.each("configs"), seed, "ResidualBlock", "rb-devices")
+    return "ResidualBlock: runs on any device"
+
+
+def test_plain_block_visible(student, reference, seed):
+    x = seeded(seed, "pb-visible", (2, 16, 8, 8))
+    for args, expected in [((16, 16), (2, 16, 8, 8)), ((16, 32, 2), (2, 32, 4, 4))]:
+        what = f"PlainBlock{args}"
+        record = student.sub(what)
+        module(record, what)
+        y = tensor(record.sub("output"), what)
+        check(tuple(y.shape) == expected, f"{what} should turn {tuple(x.shape)} into {expected}, got {tuple(y.shape)}")
+        verify_trace(what, record.sub("gate"), x, seed, f"pb-visible/{what}")
+    return "PlainBlock: the shapes are right"
+
+
+def test_plain_block_no_shortcut(student, reference, seed):
+    configs = student.each("configs")
+    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
+        what = signature("PlainBlock", cin, cout, s)
+        module(record.sub("module"), "PlainBlock", "a subclass of nn.Module")
+        block_layers(what, record, cin, cout, None)
+        x = seeded(seed, f"pb-layers/{cin}/{cout}/{s}", (2, cin, 8, 8))
+        verify_trace(what, record.sub("gate"), x, seed, f"pb-layers/{cin}/{cout}/{s}")
+        output(record.sub("gate").sub("output"), what, (2, cout, expected_hw(8, s), expected_hw(8, s)), s)
+        y = tensor(record.sub("off"), what)
+        check(y.abs().max().item() < 1e-6,
+              f"{what}: with its conv-BN layers switched off (BatchNorm weights and biases 0) a plain block must "
+              f"output zeros, but yours outputs values up to {y.abs().max().item():.3g}: it must not add its input or "
+              "any other shortcut")
+    return "PlainBlock: the layers are right, and there is no shortcut of any kind"
+
+
+def test_plain_block_formula(student, reference, seed):
+    block_formula(student, seed, "PlainBlock", "pb-formula", residual=False)
+    input_and_gradients(student.each("inputs"), seed, "PlainBlock", "pb-input", residual=False)
+    devices(student.each("devices"), seed, "PlainBlock", "pb-devices")
+    return "PlainBlock: the formula holds in both modes, with gradients, on any device"
+
+
+# -- part 5: build_network -------------------------------------------------------------------------------
+
+def block_parameters(cin, cout, stride, residual) -> int:
+    """A real block's parameters (what the student's own blocks have), for the messages about totals."""
+    projection = residual and (cin != cout or stride != 1)
+    return 9 * cin * cout + 9 * cout * cout + 4 * cout + (cin * cout + 2 * cout if projection else 0)
+
+
+def ran_blocks(record) -> list[dict]:
+    """The stand-in blocks the network ran, in order: their configs (as the probe made them) and outputs."""
+    made = {config.get("number"): config for config in record.items("made") if isinstance(config, dict)}
+    found = []
+    for run_ in record.each("blocks"):
+        config = made.get(run_.integer("number"))
+        if config is None or not all(isinstance(config.get(k), int) for k in ("in", "out", "stride")):
+            raise Malformed("a block the probe did not make")
+        found.append(dict(config, output=run_.tensor("output")))
+    return found
+
+
+def verify_blocks(what, record, seed, salt) -> list[dict]:
+    """The gate of the network tests: every block's output is what that stand-in block computes from the output of
+    the block before it (the first: from what it was given). Only a network that really runs its blocks in a chain
+    produces these values."""
+    blocks = ran_blocks(record)
+    check(blocks, f"{what} ran no ResidualBlock or PlainBlock")
+    previous = record.tensor("first")
+    for index, block in enumerate(blocks):
+        weights = {k: v.double() for k, v in probes.standin_values(seed, salt, block["number"], block["residual"],
+                                                                   block["in"], block["out"]).items()}
+        try:
+            expected = probes.standin_forward(previous, block, weights)
+        except RuntimeError:
+            expected = None
+        check(expected is not None and close(block["output"], expected, 1e-3, 1e-3),
+              f"{what}: block {index + 1} does not get the output of the block before it: the blocks must run one "
+              "after the other, each on the previous one's output")
+        previous = block["output"]
+    return blocks
+
+
+def linear_layers(record):
+    return [layer for layer in layer_list(record) if layer["type"] == "linear"]
+
+
+def check_kinds(what, blocks, n, residual, stages):
+    wrong = sum(1 for block in blocks if block["residual"] != residual)
+    right, other = ("ResidualBlock", "PlainBlock") if residual else ("PlainBlock", "ResidualBlock")
+    check(wrong == 0, f"{what} should contain only {right}s: residual={residual} chooses {right}, but {wrong} of its "
+                      f"{len(blocks)} blocks are {other}s")
+    check(len(blocks) == stages * n, f"{what} should contain {stages * n} {right}s ({n} per stage, {stages} stages), "
+                                     f"found {len(blocks)}")
+
+
+def check_stem_and_head(what, record, cin, classes, widths, total=None):
+    """The parameters outside the blocks: the stem (3x3 conv without bias + BatchNorm) and one nn.Linear."""
+    found = record.sub("parts")
+    stem, head = 9 * cin * widths[0] + 2 * widths[0], widths[-1] * classes + classes
+    check(found.integer("stem") == stem, f"{what}: the stem should have 9*{cin}*{widths[0]} + 2*{widths[0]} = {stem} "
+                                         f"parameters, got {found.integer('stem')}. The stem is a 3x3 conv without "
+                                         "bias + BatchNorm")
+    check(found.integer("linear") == head, f"{what}: the Linear layer should have {widths[-1]}*{classes} + {classes} = "
+                                           f"{head} parameters, got {found.integer('linear')}; the head is one nn.Linear")
+    if total is not None:
+        got = stem + head + sum(block_parameters(b["in"], b["out"], b["stride"], b["residual"])
+                                for b in ran_blocks(record))
+        check(got == total, f"{what} should have {total:,} parameters, got {got:,} (with your blocks in place of the "
+                            "grader's)")
+
+
+def ran(record) -> None:
+    """Fail with the error the network raised on the probe's batch, if it did."""
+    failed = record.get("failed")
+    if isinstance(failed, dict):
+        raise AssertionError(f"{failed.get('what')} raised {failed.get('type')}: {failed.get('message')}{hint(failed)}")
+
+
+def check_shapes(what, record, seed, salt, config):
+    """The stem, the downsampling of every stage, the global average pooling and the logits (as in lesson 5)."""
+    n, residual, cin, classes, widths, size, batch = config
+    module(record.sub("module"), what, "an nn.Module")
+    ran(record)
+    logits = tensor(record.sub("logits"), what)
+    check(tuple(logits.shape) == (batch, classes), f"{what} should map a batch of shape {(batch, cin, size, size)} to "
+                                                   f"logits of shape {(batch, classes)}, got {tuple(logits.shape)}")
+    blocks = ran_blocks(record)
+    check(len(blocks) == len(widths) * n, f"{what} should run {len(widths) * n} blocks ({n} per stage, {len(widths)} "
+                                          f"stages), ran {len(blocks)}")
+    first = record.tensor("first")
+    check(tuple(first.shape) == (batch, widths[0], size, size),
+          f"{what}: the stem (3x3 conv with padding 1, BatchNorm, ReLU) should give the first block a tensor of shape "
+          f"{(batch, widths[0], size, size)}, got {tuple(first.shape)}")
+    check(first.min().item() >= 0, f"{what}: the first block receives negative values; the stem must end with a ReLU "
+                                   "(3x3 conv -> BatchNorm -> ReLU)")
+    h = size
+    for index, block in enumerate(blocks):
+        stage, position = divmod(index, n)
+        h = expected_hw(h, 2) if stage > 0 and position == 0 else h
+        hint = ("the first block of every stage after the first has stride 2" if position == 0 and stage > 0
+                else "only the first block of a stage after the first one downsamples")
+        got = tuple(block["output"].shape)
+        check(got == (batch, widths[stage], h, h), f"{what}: block {index + 1} of {len(blocks)} (stage {stage + 1}) "
+                                                   f"should output {(batch, widths[stage], h, h)}, got {got}; {hint}")
+    verify_blocks(what, record, seed, salt)
+    check_head(what, record, seed, salt, blocks[-1]["output"], logits, (batch, widths[-1]))
+
+
+def check_head(what, record, seed, salt, last, logits, pooled_shape):
+    """The Linear layer gets the global average of the last block's feature maps; its output is the logits."""
+    linears, calls = linear_layers(record), record.each("linear")
+    check(len(linears) == 1, f"{what} should end with one nn.Linear layer, found {len(linears)}")
+    check(len(calls) == 1 and tuple(calls[0].tensor("input").shape) == pooled_shape,
+          f"{what}: the Linear layer should receive {pooled_shape} (one value per channel), got "
+          f"{[tuple(call.tensor('input').shape) for call in calls]}")
+    given = calls[0].tensor("input")
+    check(close(given, last.mean(dim=(2, 3)), 1e-4, 1e-4),
+          f"{what}: the Linear layer should receive the global average of the last block's feature maps "
+          "(nn.AdaptiveAvgPool2d(1) then flatten: the mean over H and W)")
+    computed = compute(given, linears[0], values(seed, salt, linears[0]))
+    check(close(calls[0].tensor("output"), computed, 1e-3, 1e-3) and close(logits, computed, 1e-3, 1e-3),
+          f"{what} should return the Linear layer's output, the logits, with nothing after it")
+
+
+def test_build_network_visible(student, reference, seed):
+    module(student.sub("module"), "build_network(1)", "an nn.Module")
+    logits = tensor(student.sub("logits"), "build_network(1)")
+    check(tuple(logits.shape) == (4, 10), "build_network(1) should map (4, 1, 28, 28) to logits of shape (4, 10), got "
+                                          f"{tuple(logits.shape)}")
+    for residual, expected in [(True, 272_474), (False, 269_722)]:
+        record = student.sub("counts").sub(str(residual)).sub("module")
+        what = f"build_network(3, residual={residual}, in_channels=3)"
+        module(record, what, "an nn.Module")
+        name = "ResNet-20" if residual else "its plain twin"
+        n = record.integer("parameters")
+        check(n == expected, f"{what}, {name}, should have {expected:,} parameters, got {n:,} (your blocks' parameters "
+                             "count too)")
+    gate = student.sub("gate")
+    module(gate.sub("module"), "build_network(1)", "an nn.Module")
+    verify_blocks("build_network(1)", gate, seed, "bn-visible")
+    return "build_network: the logits and the parameter counts are right"
+
+
+def test_build_network_size(student, reference, seed):
+    networks = student.each("networks")
+    configs = [(n, residual, 1) for n in (1, 2, 3) for residual in (True, False)] + \
+        [(3, residual, 3) for residual in (True, False)]
+    check(len(networks) == len(configs), "the observations do not cover the probe's cases")
+    for (n, residual, cin), record in zip(configs, networks):
+        what = probes.describe_network(n, residual, cin, 10, (16, 32, 64))
+        module(record.sub("module"), what, "an nn.Module")
+        salt = f"bn-size/{n}/{residual}" + ("/rgb" if cin == 3 else "")
+        check_kinds(what, verify_blocks(what, record, seed, salt), n, residual, 3)
+        total = ((272_474 if residual else 269_722) if cin == 3 else None)
+        label = "" if cin == 1 else (" (ResNet-20)" if residual else " (the plain twin of ResNet-20)")
+        check_stem_and_head(what + label, record, cin, 10, (16, 32, 64), total)
+    return "build_network: the number of blocks of each kind and the parameter counts are right"
+
+
+def test_build_network_shapes(student, reference, seed):
+    networks = student.each("networks")
+    check(len(networks) == len(probes.SHAPE_CONFIGS), "the observations do not cover the probe's cases")
+    for index, (config, record) in enumerate(zip(probes.SHAPE_CONFIGS, networks)):
+        check_shapes(probes.describe_network(*config[:5]), record, seed, f"bn-shapes/{index}", config)
+    return "build_network: the stem, the downsampling, the pooling and the logits are right"
+
+
+def test_build_network_options(student, reference, seed):
+    networks = student.each("networks")
+    check(len(networks) == len(probes.OPTION_CONFIGS), "the observations do not cover the probe's cases")
+    for index, (config, record) in enumerate(zip(probes.OPTION_CONFIGS, networks)):
+        n, residual, cin, classes, widths = config[:5]
+        what = probes.describe_network(n, residual, cin, classes, widths)
+        check_shapes(what, record, seed, f"bn-options/{index}", config)
+        check_kinds(what, ran_blocks(record), n, residual, len(widths))
+        check_stem_and_head(what, record, cin, classes, widths)
+    defaults = student.sub("defaults")
+    advice = "build_network(1) should use the defaults residual=True, in_channels=1, num_classes=10, widths=(16, 32, 64)"
+    check_shapes("build_network(1)", defaults, seed, "bn-defaults", (1, True, 1, 10, (16, 32, 64), 8, 2))
+    try:
+        check_kinds("build_network(1)", ran_blocks(defaults), 1, True, 3)
+        check_stem_and_head("build_network(1)", defaults, 1, 10, (16, 32, 64))
+    except AssertionError:
+        raise AssertionError(advice) from None
+    idle = student.items("idle")
+    check(not idle, f"build_network(1): these parameters get no gradient, so they are not used: {idle}")
+    meta_messages("build_network(1)", student.each("meta"), (2, 10))
+    return "build_network: in_channels, num_classes, widths and the defaults work; it trains, on any device"
+
+
+# -- part 6: train and plot_loss_curves ----------------------------------------------------------------------
+
+def not_the_course(record, name):
+    course = record.get("course")
+    check(not course, f"{name} uses the course's helper package ({course}); write it yourself with torch and "
+                      "matplotlib: this part is about your own loop and plot, and the graded notebook must run where "
+                      "only torch, numpy and matplotlib are installed")
+
+
+def describe_value(returned) -> str:
+    items = returned.get("items")
+    return returned.text("type") + (f" of length {len(items)}" if isinstance(items, list) else "")
+
+
+def losses_of(record, what, steps) -> list[float]:
+    """What train returned: a list of *steps* Python floats, one per step."""
+    returned = record.sub("returned")
+    items = returned.get("items")
+    check(isinstance(items, list) and len(items) == steps, f"{what} should return a list of {steps} losses, one per "
+                                                           f"step; got {describe_value(returned)}")
+    types = [item.get("type") if isinstance(item, dict) else None for item in items]
+    check("Tensor" not in types, f"{what} returned tensors: record loss.item(), a Python float (a tensor that requires "
+                                 "grad also keeps its whole graph in memory)")
+    check(all(t not in ("bool", "str", None) and isinstance(item.get("value"), (int, float))
+              for t, item in zip(types, items)),
+          f"{what} should return floats (loss.item()), got {sorted({str(t) for t in types})}")
+    return [float(item["value"]) for item in items]
+
+
+def rows(batch, images):
+    """The indices of the rows of *images* that make up *batch*, or None when a row is none of them."""
+    if batch.dim() != images.dim() or tuple(batch.shape[1:]) != tuple(images.shape[1:]):
+        return None
+    same = (batch.flatten(1)[:, None, :] == images.flatten(1)[None, :, :]).all(dim=-1)
+    return same.float().argmax(dim=1) if bool(same.any(dim=1).all()) else None
+
+
+def batches_of(record, what, images, steps, batch_size=None):
+    """The rows of every batch the model was given, checked: one batch per step, of `images` as they are, and (when
+    *batch_size* is given) of batch_size images each."""
+    batches = [torch.from_numpy(b.astype("float32")) for b in _arrays(record, "batches")]
+    check(len(batches) == steps, f"{what} ran {len(batches)} forward passes in {steps} steps: one per step, whose loss "
+                                 "is backpropagated and recorded")
+    sizes = sorted({len(batch) for batch in batches})
+    check(batch_size is None or sizes == [batch_size],
+          f"{what}: every step should use a mini-batch of batch_size={batch_size} images; the batches had {sizes} "
+          "images" + (" (all of them: draw batch_size at random)" if len(images) in sizes else ""))
+    found = [rows(batch, images) for batch in batches]
+    check(all(r is not None for r in found), f"{what}: the batches should be images of `images`, as they are")
+    return found
+
+
+def _arrays(record, key):
+    import numpy as np
+
+    items = record.items(key)
+    check(all(isinstance(item, np.ndarray) for item in items), f"the observations' {key!r} are not arrays")
+    return items
+
+
+def simulate(seed, salt, batch_norm, problem, found_rows, lr, variant=None):
+    """Train the probe's model (as probes.probe_model makes it) here, on the student's batches: the losses and the
+    last layer's fresh gradients of each step. *variant*: one of the usual mistakes ("no zero_grad", "zero_grad after
+    backward", "sum", "eval mode")."""
+    images, labels = problem
+    model = probes.probe_model(seed, salt, batch_norm)
+    model.train(variant != "eval mode")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses, grads = [], []
+    model[-1].weight.register_hook(lambda grad: grads.append(grad.detach().clone()))
+    for r in found_rows:
+        loss = F.cross_entropy(model(images[r]), labels[r], reduction="sum" if variant == "sum" else "mean")
+        if variant != "no zero_grad":
+            optimizer.zero_grad()
+        loss.backward()
+        if variant == "zero_grad after backward":
+            optimizer.zero_grad()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, grads
+
+
+def same_losses(a, b, tolerance=1e-3) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= tolerance * abs(y) + 1e-5 for x, y in zip(a, b))
+
+
+# What a test accepts besides the right loop: the mistakes other tests judge (the mode test judges zero_grad, the
+# losses test the sum and the learning rate), as (variant, learning rate or None for the given one).
+LOSSES_ALSO = [("no zero_grad", None)]
+VISIBLE_ALSO = LOSSES_ALSO + [("sum", None)]
+OTHERS_ALSO = [(variant, lr) for variant in (None, "no zero_grad", "zero_grad after backward", "sum")
+               for lr in (None, 1e-3)]
+
+
+def check_history(what, losses, seed, salt, batch_norm, problem, found_rows, lr, also=()):
+    """The losses are those of Adam steps on these batches (or of a mistake *also* accepts); otherwise say which
+    mistake they are."""
+    def history(variant=None, rate=None):
+        return simulate(seed, salt, batch_norm, problem, found_rows, rate or lr, variant)[0]
+
+    if any(same_losses(losses, history(variant, rate)) for variant, rate in [(None, None), *also]):
+        return
+    right = history()
+    check(not same_losses(losses, history("sum")), f"{what}: losses[0] should be the cross-entropy of step 0's batch, "
+                                                   f"{right[0]:.4g}, but it is {losses[0]:.4g}: that is the sum over the "
+                                                   "batch; use the mean, F.cross_entropy's default")
+    check(not same_losses(losses, history("zero_grad after backward")),
+          f"{what}: the model does not learn: each step must clear the gradients, loss.backward(), then "
+          "optimizer.step(), in that order")
+    check(not same_losses(losses, history(rate=1e-3)), f"{what} trains with Adam's default learning rate: give lr to the "
+                                                       "optimizer, torch.optim.Adam(model.parameters(), lr=lr)")
+    step = next((i for i, (got, want) in enumerate(zip(losses, right)) if abs(got - want) > 1e-3 * abs(want) + 1e-5), 0)
+    raise AssertionError(f"{what}: losses[{step}] should be the cross-entropy of step {step}'s batch after {step} Adam "
+                         f"steps, {right[step]:.4g}, but it is {losses[step]:.4g}: record loss.item() of the loss you "
+                         "backpropagate")
+
+
+def train_call(steps, **options):
+    return f"train(model, images, labels, {steps}" + "".join(f", {k}={v}" for k, v in options.items()) + ")"
+
+
+def test_train_visible(student, reference, seed):
+    images = probes.normal(seed, "toy", (64, 1, 4, 4))
+    problem = images, (images.mean(dim=(1, 2, 3)) > 0).long()
+    what = train_call(30, lr=0.05, batch_size=16)
+    not_the_course(student, "train")
+    losses = losses_of(student, what, 30)
+    found_rows = batches_of(student, what, images, 30)
+    check_history(what, losses, seed, "toy", False, problem, found_rows, 0.05, VISIBLE_ALSO)
+    check(sum(losses[-5:]) < 0.6 * sum(losses[:5]), f"on this easy problem the loss should fall; it went from "
+                                                    f"{losses[0]:.3f} to {losses[-1]:.3f}")
+    return "train: a list of 30 float losses that fall on an easy problem"
+
+
+def test_train_losses(student, reference, seed):
+    problem = probes.easy_problem(seed, "easy")
+    for key, steps in (("first", 12), ("second", 40)):
+        record, what = student.sub(key), train_call(steps, lr=0.05, batch_size=32, seed="...")
+        not_the_course(record, "train")
+        losses = losses_of(record, what, steps)
+        found_rows = batches_of(record, what, problem[0], steps, 32)
+        check(len({tuple(r.tolist()) for r in found_rows}) > 1, f"{what} used the same batch at every step: draw a "
+                                                                 "new random mini-batch every step")
+        check_history(what, losses, seed, f"losses/{'a' if key == 'first' else 'b'}", False, problem, found_rows, 0.05,
+                      LOSSES_ALSO)
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    check(last < 0.6 * first, f"{what}: on an easy problem the loss should fall well below its start, {first:.3g} "
+                              f"(mean of the first 10 steps); it ended at {last:.3g}. Each step: clear the gradients, "
+                              "loss.backward(), then optimizer.step()")
+    frozen = student.sub("frozen")
+    start = [p.detach().double() for p in probes.probe_model(seed, "losses/c").parameters()]
+    weights = [torch.from_numpy(w).double() for w in _arrays(frozen, "weights")]
+    check(len(weights) == len(start) and all(torch.equal(a, b) for a, b in zip(weights, start)),
+          f"{train_call(3, lr=0.0, batch_size=32)} changed the weights: give lr to the optimizer, "
+          "torch.optim.Adam(model.parameters(), lr=lr)")
+    return "train: one loss per step, each that step's batch's, after real Adam steps with the given lr"
+
+
+def test_train_mode_and_gradients(student, reference, seed):
+    images, labels = probes.easy_problem(seed, "easy")
+    what = train_call(4, lr=0.01, batch_size=32)
+    not_the_course(student, "train")
+    modes = student.items("modes")
+    check(modes and all(mode is True for mode in modes),
+          f"{what} ran the model in eval mode: call model.train() first. The model came in eval mode, so its BatchNorm "
+          "used its running statistics instead of each batch's own")
+    fresh, held = _arrays(student, "fresh"), _arrays(student, "held")
+    check(len(fresh) == 4, f"{what} backpropagated {len(fresh)} times in 4 steps: call loss.backward() every step")
+    for step in range(1, min(4, len(held))):
+        check(close(torch.from_numpy(held[step]).double(), torch.from_numpy(fresh[step]).double(), 1e-7, 1e-5),
+              f"{what}: at step {step} the weights' gradient still held the gradients of the earlier steps, because "
+              "backward adds to .grad: clear the gradients every step, before loss.backward() (optimizer.zero_grad())")
+    found_rows = batches_of(student, what, images, 4)
+    fresh = [torch.from_numpy(got).double() for got in fresh]
+    check(any(all(close(got, want.double(), 1e-5, 1e-3) for got, want in zip(fresh, simulate(
+        seed, "mode", True, (images, labels), found_rows, rate or 0.01, variant)[1])) for variant, rate in OTHERS_ALSO),
+          f"{what}: the gradients of the steps are not those of the cross-entropy of each batch, in training mode, "
+          "after the Adam steps before it")
+    return "train: trains in training mode and clears the gradients at every step"
+
+
+def test_train_seed_data_devices(student, reference, seed):
+    problem = probes.easy_problem(seed, "easy")
+    histories = {}
+    for key, run_seed in (("first", 5), ("again", 5), ("other", 6)):
+        record, what = student.sub(key), train_call(6, lr=0.01, batch_size=16, seed=run_seed)
+        not_the_course(record, "train")
+        histories[key] = losses_of(record, what, 6)
+    check(same_losses(histories["first"], histories["again"], 1e-5),
+          "two runs of train(..., seed=5) from the same model gave different histories: the same seed must give the "
+          "same batches, so draw them from torch.Generator().manual_seed(seed) (or seed inside train)")
+    check(not same_losses(histories["first"], histories["other"], 1e-7),
+          "seed=5 and seed=6 gave the same history: the seed should choose the batches")
+    check(torch.equal(student.tensor("images_after"), problem[0].double())
+          and torch.equal(student.tensor("labels_after"), problem[1].double()),
+          "train changed `images` or `labels` in place: work on the batches you take from them, or on copies")
+    for key in ("first", "again", "other"):
+        what = train_call(6, lr=0.01, batch_size=16, seed=5 if key != "other" else 6)
+        found_rows = batches_of(student.sub(key), what, problem[0], 6)
+        check_history(what, histories[key], seed, "seeded", True, problem, found_rows, 0.01, OTHERS_ALSO)
+    meta = student.sub("meta")
+    check(meta.flag("ok"), "train(model, images, labels, 3, ...) with the model on one device and the data on the CPU "
+                           "fails on another device (here PyTorch's 'meta' device, which has shapes but no values): "
+                           f"{meta.get('error')} Move each batch, images and labels, to the model's device "
+                           "(next(model.parameters()).device), and leave the model where it is.")
+    check(student.flag("meta_stays"), "train moved the model to another device: leave it where it is and move the "
+                                      "batches to it")
+    check(student.get("cuda_batches", True) is True, "train with the model on the GPU and the data on the CPU: move "
+                                                     "each batch to the model's device")
+    return "train: the seed chooses the batches, the data is left alone, and it runs on any device"
+
+
+def plot_what(data) -> str:
+    return "plot_loss_curves({" + ", ".join(f"{k!r}: [{len(v)} losses]" for k, v in data.items()) + "})"
+
+
+def figure_of(record, what):
+    not_the_course(record, "plot_loss_curves")
+    check(record.get("type") != "NoneType", f"{what} returned None: return the Figure (figure, axes = plt.subplots() "
+                                            "gives it)")
+    check(record.flag("figure"), f"{what} should return a matplotlib Figure, got {record.get('type')}"
+          + (": return axes.figure, or the figure that plt.subplots() gave you" if record.get("has_figure") else ""))
+
+
+def plot_axis(what, record):
+    drawn = [axes for axes in record.each("axes") if axes.items("lines")]
+    check(drawn, f"{what} returned a figure without lines: one axes.plot(losses, label=label) per run")
+    check(len(drawn) == 1, f"{what} spread the runs over {len(drawn)} axes: draw them all on one, so that they can be "
+                           "compared")
+    return drawn[0]
+
+
+def check_lines(what, axes, data):
+    lines = axes.each("lines")
+    labels = [line.text("label") for line in lines]
+    check(not any(label.startswith("_") for label in labels), f"{what}: every line needs a label, the run's name: "
+                                                              "axes.plot(losses, label=label)")
+    check(sorted(labels) == sorted(data), f"{what} should draw one line per run, labelled {sorted(data)}; found "
+                                          f"{sorted(labels)}")
+    for line, label in zip(lines, labels):
+        losses, y, x = data[label], [float(v) for v in line.items("y")], [float(v) for v in line.items("x")]
+        if len(y) == len(losses) and all(abs(a - math.log(b)) < 1e-6 for a, b in zip(y, losses)):
+            raise AssertionError(f"{what}: the line {label!r} shows log(loss) on a linear axis; plot the losses "
+                                 "themselves and make the axis logarithmic (axes.set_yscale('log'))")
+        check(len(y) == len(losses) and all(abs(a - b) <= 1e-9 + 1e-6 * abs(b) for a, b in zip(y, losses)),
+              f"{what}: the line {label!r} should show that run's {len(losses)} losses, in order, as its y-values; it "
+              f"shows {len(y)} values {[round(v, 4) for v in y[:4]]}...")
+        check(all(b > a for a, b in zip(x, x[1:])), f"{what}: the x-values of {label!r} should be the steps, "
+                                                     "increasing")
+
+
+def test_plot_loss_curves_visible(student, reference, seed):
+    data = probes.histories(seed, "visible", 2)
+    what = plot_what(data)
+    figure_of(student, what)
+    labels = sorted(line.text("label") for axes in student.each("axes") for line in axes.each("lines"))
+    check(labels == sorted(data), f"plot_loss_curves should draw one line per run, labelled with its name; found "
+                                  f"{labels}")
+    return "plot_loss_curves: a Figure with one labelled line per run"
+
+
+def test_plot_loss_curves_lines(student, reference, seed):
+    calls = student.each("calls")
+    check(len(calls) == 3, "the observations do not cover the probe's cases")
+    for index, (runs, record) in enumerate(zip((3, 1, 3), calls)):
+        data = probes.histories(seed, f"lines/{index % 2}", runs)
+        what = plot_what(data)
+        figure_of(record, what)
+        check(not record.flag("earlier"), f"{what} returned the figure of an earlier call: make a new figure every "
+                                          "time (plt.subplots())")
+        check_lines(what, plot_axis(what, record), data)
+    return "plot_loss_curves: one axis, one labelled line per run showing its losses, a new figure every call"
+
+
+def test_plot_loss_curves_axes(student, reference, seed):
+    data = probes.histories(seed, "axes", 3)
+    what = plot_what(data)
+    figure_of(student, what)
+    axes = plot_axis(what, student)
+    check(axes.text("yscale") == "log", f"{what}: the loss axis should be logarithmic (axes.set_yscale('log') or "
+                                        "semilogy): the losses span several orders of magnitude")
+    check(axes.text("xlabel").strip() and axes.text("ylabel").strip(),
+          f"{what}: label both axes, e.g. axes.set_xlabel('step') and axes.set_ylabel('training loss')")
+    shown = set(axes.get("legend") or []) | set(student.get("figure_legends") or [])
+    check(shown, f"{what}: add a legend (axes.legend()), so that each line says which run it is")
+    check(set(data) <= shown, f"{what}: the legend should name every run; it misses {sorted(set(data) - shown)}")
+    return "plot_loss_curves: a logarithmic loss axis, axis labels and a legend"
