@@ -283,6 +283,18 @@ class JudgedExecute(Execute):
         size = _json_size(value)
         self._observed[self._probing] = value if size <= self.max_observation_bytes else {"oversized": size}
 
+    def handle_comm_msg(self, outs, msg, cell_index):
+        """Widgets and other comms: grading needs none, and what they carry would escape the output caps."""
+        return None
+
+    def _update_display_id(self, display_id, msg):
+        """An update of an earlier display, unless it would grow it past the caps or carries a probe's answer."""
+        data = msg.get("content", {}).get("data")
+        if not isinstance(data, dict) or MIME in data or (
+                self.max_output_bytes >= 0 and _size({"data": data}) > self.max_output_bytes):
+            return
+        super()._update_display_id(display_id, msg)
+
     def clear_output(self, outs, msg, cell_index):
         self._output_bytes[cell_index] = 0  # what was cleared no longer counts (progress bars)
         return super().clear_output(outs, msg, cell_index)

@@ -79,20 +79,22 @@ def _array(value: dict, budget: list[int]):
     import numpy as np
 
     dtype, shape, data = value.get("__array__"), value.get("shape"), value.get("data")
-    if dtype not in DTYPES or not isinstance(shape, list) or not isinstance(data, str) or \
-            not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape) or len(shape) > 8:
+    if dtype not in DTYPES or not isinstance(shape, list) or not isinstance(data, str) or len(shape) > 8 or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ELEMENTS for n in shape):
         raise Malformed("an array observation without a valid dtype, shape and data")
     count = math.prod(shape)
     budget[0] -= count
     if budget[0] < 0:
         raise Malformed("array observations larger than the grader accepts")
+    if len(data) > 4 * (count * np.dtype(dtype).itemsize + 2) // 3 + 4:  # before decoding it: base64's length
+        raise Malformed("an array observation whose data does not fit its shape")
     try:
         raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise Malformed("an array observation whose data is not base64") from None
-    if len(raw) != count * np.dtype(dtype).itemsize:
-        raise Malformed("an array observation whose data does not fit its shape")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        if len(raw) != count * np.dtype(dtype).itemsize:
+            raise ValueError("size")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    except (binascii.Error, ValueError, OverflowError, MemoryError):
+        raise Malformed("an array observation whose data is not base64 of its shape") from None
 
 
 class Observations:
@@ -130,14 +132,18 @@ class Observations:
     def number(self, key: str) -> float:
         return float(self._need(key, (int, float), "a number"))
 
-    def items(self, key: str) -> list:
-        return self._need(key, list, "a list")
+    def items(self, key: str, count: int | None = None) -> list:
+        """The list *key*; of exactly *count* items when given (a probe always sends one per case it tries)."""
+        found = self._need(key, list, "a list")
+        if count is not None and len(found) != count:
+            raise Malformed(f"{self.where}: {key!r} should hold {count} items, got {len(found)}")
+        return found
 
     def sub(self, key: str) -> "Observations":
         return Observations(self._need(key, dict, "a mapping"), f"{self.where}[{key!r}]")
 
-    def each(self, key: str) -> list["Observations"]:
-        return [Observations(item, f"{self.where}[{key!r}][{i}]") for i, item in enumerate(self.items(key))]
+    def each(self, key: str, count: int | None = None) -> list["Observations"]:
+        return [Observations(item, f"{self.where}[{key!r}][{i}]") for i, item in enumerate(self.items(key, count))]
 
     def array(self, key: str, shape: tuple | None = None):
         import numpy as np

@@ -13,6 +13,7 @@ Arrays travel as base64 of their bytes with their dtype and shape (never pickled
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import types
@@ -90,8 +91,9 @@ def _as_numpy(value):
 
 
 def observe(probes: types.ModuleType, name: str, namespace: dict, seed: int):
-    """What the probe *name* of the module *probes* observed in *namespace*, encoded for JSON."""
-    with warnings.catch_warnings():
+    """What the probe *name* of the module *probes* observed in *namespace*, encoded for JSON. A probe module may
+    define ``probing()``, a context manager every probe then runs in (to pin a library's defaults, say)."""
+    with warnings.catch_warnings(), getattr(probes, "probing", contextlib.nullcontext)():
         warnings.simplefilter("ignore")  # a warning is the student's business, not the probe's
         try:
             observed = getattr(probes, name)(namespace, seed)

@@ -200,10 +200,12 @@ def grade_in_process(answers=None, extra_globals=None, seed=SEED):
     import matplotlib
     matplotlib.use("Agg")
     import torch
-    threads, rng = torch.get_num_threads(), torch.get_rng_state()  # the notebook changes both
+    threads, rng, dtype = torch.get_num_threads(), torch.get_rng_state(), torch.get_default_dtype()  # (the notebook may
+    # change them)
     reference = _reference(seed)
     start = time.process_time()
     observed = _observe_notebook(answers or {}, extra_globals, seed)
+    torch.set_default_dtype(dtype)
     failures, passed = {}, set()
     for grade_id, raw in observed.items():
         verdict = grading().judge(grade_id, raw, reference[grade_id], seed)
@@ -380,3 +382,19 @@ def code_strings(tree):
             if parsed.body:
                 found.append(parsed)
     return found
+
+
+def judge_forged(forgers, seed=SEED):
+    """The verdicts on an EMPTY submission (the release's answer cells) whose probes' observations come from
+    *forgers* (grade_id -> fn(probe module, namespace, seed)) where they have one, as a hijacked kernel sends them."""
+    import json
+
+    from autograde.probing import encode
+
+    answers = {grade_id: cell.source for grade_id, cell in answer_cells(read_notebook(RELEASE_NB)).items()}
+    real = _observe_notebook(answers, None, seed)
+    reference = _reference(seed)
+    return {grade_id: grading().judge(grade_id, json.loads(json.dumps(encode(forgers[grade_id](grading().probes, {},
+                                                                                              seed))))
+                                      if grade_id in forgers else real[grade_id], reference[grade_id], seed)
+            for grade_id in real}

@@ -152,7 +152,8 @@ def test_every_failed_test_teaches(pipeline):
         nb = result.autograded(student)
         for cell in nb.cells:
             meta = ah.nbgrader_meta(cell)
-            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution") or \
+                    cell.source.startswith("# Visible tests"):
                 continue
             for output in cell.outputs:
                 assert output.output_type != "stream" or output.name != "stderr", (

@@ -42,14 +42,25 @@ def test_observations_travel_as_plain_json_and_come_back_as_arrays():
 
 @pytest.mark.parametrize("forged, why", [
     ({"__array__": "|O", "shape": [1], "data": "AA=="}, "dtype"),  # an object array would need pickle
-    ({"__array__": "<f8", "shape": [2], "data": "AAAAAAAAAAA="}, "does not fit its shape"),
+    ({"__array__": "<f8", "shape": [2], "data": "AAAAAAAAAAA="}, "base64 of its shape"),
     ({"__array__": "<f8", "shape": [-1], "data": ""}, "dtype, shape"),
+    ({"__array__": "<f8", "shape": [0, 2 ** 63], "data": ""}, "dtype, shape"),  # numpy could not even reshape it
     ({"__array__": "<f8", "shape": [1], "data": "not base64!"}, "base64"),
-    ({"__array__": "<i8", "shape": [5_000_000], "data": ""}, "larger than"),
+    ({"__array__": "<f8", "shape": [1], "data": "A" * 10_000}, "does not fit its shape"),  # refused before decoding
 ])
 def test_malformed_arrays_are_refused(forged, why):
     with pytest.raises(Malformed, match=why):
         decode({"a": [forged]})
+
+
+def test_observations_larger_than_the_budget_are_refused(monkeypatch):
+    from autograde import judging
+
+    monkeypatch.setattr(judging, "MAX_ELEMENTS", 10)
+    six = encode(torch.zeros(6))
+    decode({"a": six})
+    with pytest.raises(Malformed, match="larger than"):
+        decode({"a": six, "b": six})
 
 
 def test_observations_nested_too_deeply_are_refused():
@@ -300,3 +311,18 @@ def test_this_course_requires_judges():
 
     config = load_course_config(Path(__file__).resolve().parent.parent)
     assert config.JudgedExecute.require_judges is True
+
+
+@linux
+def test_comms_and_display_updates_cannot_grow_outputs_past_the_caps(course):
+    flood = ("from IPython.display import display\n"
+             "handle = display({'text/plain': 'small'}, raw=True, display_id=True)\n"
+             "handle.update({'text/plain': 'x' * 3_000_000}, raw=True)\n"
+             "from ipykernel.comm import Comm\n"
+             "Comm(target_name='jupyter.widget', data={'state': {}})\n"  # no _model_module: nbclient's handler fails
+             "Comm(target_name='anything', data={'state': {'blob': 'y' * 3_000_000}})\n")
+    nb = _notebook("def square(x):\n    return x * x", ("test_square", "pass"), before_tests=flood)
+    outputs, report = _grade(course, nb, max_output_bytes=100_000)
+    assert _verdict(outputs["test_square"]) == ("passed", "square squares\n")
+    sizes = [len(json.dumps(o)) for o in nb.cells[2].outputs]
+    assert sizes and max(sizes) < 10_000, sizes

@@ -8,13 +8,15 @@ import html
 import json
 import re
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 import assignment_helpers as ah
 from assignment_helpers import ASSIGNMENT, RELEASE_NB, SOURCE_DIR, SOURCE_NB, graded_test_cells
-from autograde_cheats import FORGERIES, NOTEBOOK_CHEATS, with_cheat, with_forgery, with_replayed_inputs
+from autograde_cheats import (FORGERIES, NOTEBOOK_CHEATS, with_cheat, with_forgery, with_live_forgery,
+                              with_replayed_inputs)
 from autograde_fixtures import EARLIER_SEED, answers_from_source, cell_index, fill, mini_source, read_csv, run_cli
 
 pytestmark = [
@@ -116,6 +118,9 @@ def graded(assignment, tmp_path_factory):
                                                 "conv_output_size": with_cheat(wrong_answers["conv_output_size"], cheat)})
     for name, changed in _forgeries(wrong_answers).items():
         subs[name] = fill(release, {**wrong_answers, **changed})
+    forgers = (Path(__file__).parent / "autograde_forgers.py").read_text(encoding="utf-8")
+    stub = ah.answer_cells(ah.read_notebook(RELEASE_NB))["conv_output_size"].source
+    subs["forged_live_on_empty"] = fill(release, {"conv_output_size": with_live_forgery(stub, forgers)})
     for name, nb in subs.items():
         (folder / f"{name}.ipynb").write_text(json.dumps(nb, indent=1), encoding="utf-8")
     (folder / "broken.ipynb").write_text(nbformat.writes(correct)[:1000], encoding="utf-8")
@@ -167,6 +172,13 @@ def test_cheats_do_not_earn_points(graded, assignment, name):
         t: (wrong[t], cheated[t]) for t in assignment["tests"] if cheated[t] > wrong[t]}
     if not name.startswith(("cheat_", "forged_")):
         assert graded["rows"][name]["status"] == "cells restored", graded["rows"][name]["notes"]
+
+
+def test_a_kernel_that_answers_the_probes_itself_earns_only_transcriptions(graded, assignment):
+    from test_assignment_forgeries import TRANSCRIPTIONS
+
+    got = _autograded(graded["rows"]["forged_live_on_empty"], assignment["tests"])
+    assert {t for t, points in got.items() if points} == TRANSCRIPTIONS, graded["rows"]["forged_live_on_empty"]
 
 
 def test_the_forgeries_are_real_attacks(assignment):

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from autograde.judging import Malformed, check
+from autograde.judging import Malformed, Observations, check
 
 from . import probes
 
@@ -120,37 +120,79 @@ def compute(x, layer: dict, weights: dict, training=False):
     return F.linear(x, weights["weight"], weights.get("bias"))
 
 
-def layer_list(record) -> list[dict]:
-    """The layers a probe described, checked for the fields the judges read."""
-    layers = record.items("layers")
+MAX_WEIGHTS = 1 << 16  # of one layer: the assignment's largest (a 64-to-64 3x3 convolution) has 36,864
+LAYER_RULES = ("the layers should be plain ones: nn.Conv2d without dilation, groups or a padding mode, "
+               "nn.BatchNorm2d with its defaults (affine, running statistics, a small eps)")
+
+
+def layer_list(record, count: int | None = None) -> list[dict]:
+    """The layers a probe described, checked before a judge draws their weights: sizes the assignment can have, and
+    the hyperparameters it asks for (a BatchNorm whose huge eps flattens whatever it gets computes nothing)."""
+    layers = record.items("layers", count)
     for index, layer in enumerate(layers):
         if not isinstance(layer, dict) or layer.get("index") != index or layer.get("type") not in ("conv", "bn",
                                                                                                     "linear"):
             raise Malformed("a layer description that is not the probe's")
+        shape = layer.get("weight") if layer["type"] != "bn" else [layer.get("features")]
+        if not (isinstance(shape, list) and shape and all(isinstance(n, int) and 0 < n <= 4096 for n in shape)
+                and math.prod(shape) <= MAX_WEIGHTS and len(shape) == {"conv": 4, "bn": 1, "linear": 2}[layer["type"]]):
+            raise Malformed("a layer of a size this assignment never has")
+        check(_plain(layer), f"{LAYER_RULES}; found {layer}")
     return layers
 
 
+def _plain(layer: dict) -> bool:
+    if layer["type"] == "bn":
+        return layer.get("affine") is True and layer.get("tracks") is True and isinstance(layer.get("eps"), float) \
+            and 0 < layer["eps"] <= 1e-3
+    if layer["type"] == "linear":
+        return isinstance(layer.get("bias"), bool)
+    return (layer.get("dilation") == [1, 1] and layer.get("groups") == 1 and layer.get("padding_mode") == "zeros"
+            and isinstance(layer.get("bias"), bool) and layer["weight"][2] <= 7 and layer["weight"][3] <= 7
+            and all(isinstance(n, int) and 0 < n <= 8 for n in layer.get("stride", []))
+            and (layer.get("padding") in ("same", "valid") or (
+                isinstance(layer.get("padding"), list) and all(isinstance(n, int) and 0 <= n <= 8
+                                                               for n in layer["padding"]))))
+
+
+def from_input(x, strides=(1,)) -> list:
+    """What a block's first layer may be given: its input, that after a ReLU, or every s-th pixel (or the average
+    of s-by-s squares) of it, for a shortcut that subsamples first."""
+    found = []
+    for s in strides:
+        found += [x[:, :, ::s, ::s], F.relu(x[:, :, ::s, ::s])] + ([F.avg_pool2d(x, s)] if s > 1 else [])
+    return found
+
+
 def verify_trace(what, gate, x, seed, salt, strides=(1,)) -> None:
-    """The gate of the tests about layers: the module's own Conv2d and BatchNorm layers, with the weights the probe
-    gave them, really computed what they returned, and the first convolution saw the probe's input (or every s-th
-    pixel of it, for a shortcut that subsamples first). A module that only reports layers computes nothing here."""
+    """The gate of the tests about layers: every Conv2d and BatchNorm layer of the module ran, each on what the
+    module computed from the probe's input x (x itself, or an earlier layer's output, maybe after a ReLU), and
+    each returned what such a layer computes with the weights the probe gave it. Only a module whose layers
+    compute pass it: sending these values costs computing them."""
     layers, records = layer_list(gate), gate.each("trace")
     check(records, f"{what}: none of its Conv2d or BatchNorm layers ran in forward")
+    check(len(records) <= 4 * len(layers), f"{what}: its layers ran {len(records)} times in one forward pass")
+    seen, given_so_far = set(), from_input(x, strides)
     for record in records:
         index = record.integer("layer")
         check(0 <= index < len(layers), "the trace names a layer the probe did not describe")
-        layer, given = layers[index], record.tensor("input")
+        layer, given, returned = layers[index], record.tensor("input"), record.tensor("output")
+        check(any(close(given, earlier, 1e-4, 1e-4) for earlier in given_so_far),
+              f"{what}: its {layer['type']} layer {index + 1} gets something its forward did not compute from x")
         computed = compute(given, layer, values(seed, salt, layer))
-        check(close(record.tensor("output"), computed, 1e-3, 1e-3),
+        check(close(returned, computed, 1e-3, 1e-3),
               f"{what}: its {layer['type']} layer {index + 1} did not return what such a layer computes with its "
-              f"weights (largest difference {gap(record.tensor('output'), computed):.3g}): does forward change them?")
-    firsts = [r.tensor("input") for r in records if layers[r.integer("layer")]["type"] == "conv"][:1]
-    check(firsts and any(close(firsts[0], x[:, :, ::s, ::s], 1e-5, 1e-5) for s in strides),
-          f"{what}: its first convolution does not receive the block's input x")
+              f"weights (largest difference {gap(returned, computed):.3g}): does forward change them?")
+        seen.add(index)
+        given_so_far += [returned, F.relu(returned)]
+    idle = [i + 1 for i, layer in enumerate(layers) if layer["type"] != "linear" and i not in seen]
+    check(not idle, f"{what}: its layers {idle} never ran in forward; every layer it makes should be used")
 
 
 def meta_messages(what, outcomes, expected, stride=1, hint=PADDING_HINT) -> None:
     """The meta-device runs (train and eval): no error, the output on the meta device, the right shape."""
+    check(sorted(outcome.get("mode") for outcome in outcomes) == ["eval", "train"],
+          "the observations do not cover the probe's meta-device runs")
     for outcome in outcomes:
         mode = outcome.text("mode")
         check(outcome.flag("ok"), f"{what} (in {mode} mode) fails on another device (here PyTorch's 'meta' device, "
@@ -228,6 +270,8 @@ def test_make_shortcut_visible(student, reference, seed):
     check(torch.equal(y, x), "make_shortcut(16, 16) should return its input unchanged")
     module(down, "make_shortcut(16, 32, stride=2)")
     output(down.sub("output"), "make_shortcut(16, 32, stride=2)", (2, 32, 4, 4), 2, PROJECTION_HINT)
+    check({layer["type"] for layer in layer_list(down)} == {"conv", "bn"},
+          "make_shortcut(16, 32, stride=2) should be the projection: a 1x1 nn.Conv2d followed by nn.BatchNorm2d")
     verify_trace("make_shortcut(16, 32, stride=2)", down, x, seed, "ms-visible", strides=(1, 2))
     return "make_shortcut: the identity and the projection have the right shapes"
 
@@ -255,7 +299,7 @@ def test_make_shortcut_identity(student, reference, seed):
         grad = backward_record(record.sub("gradient"), what)
         check(close(grad, weights), f"{what}: the gradient must pass through the identity shortcut unchanged "
                                     "(d shortcut(x) / dx = 1)")
-        meta_messages(what, record.each("meta"), (2, c, 6, 6))
+        meta_messages(what, record.each("meta", 2), (2, c, 6, 6))
     return "make_shortcut: the identity shortcut is right, in both modes, for gradients and on any device"
 
 
@@ -320,8 +364,8 @@ def test_make_shortcut_projection(student, reference, seed):
         check(grad.abs().sum().item() > 0 and close(grad, gradient_of(lambda t: formula(t, True), x, weights),
                                                     1e-3, 1e-3),
               f"{what}: the gradient that reaches the input through the projection is not the projection's")
-        check(all(record.items("weight_grads")), f"{what}: the 1x1 convolution's weight gets no gradient")
-        meta_messages(what, record.each("meta"), (2, cout, hw, hw), s, PROJECTION_HINT)
+        check(record.items("weight_grads", 1) == [True], f"{what}: the 1x1 convolution's weight gets no gradient")
+        meta_messages(what, record.each("meta", 2), (2, cout, hw, hw), s, PROJECTION_HINT)
     return "make_shortcut: the projection is BatchNorm2d(conv1x1(x, stride)), in both modes, with its gradients"
 
 
@@ -331,11 +375,23 @@ def signature(name, cin, cout, stride):
     return f"{name}({cin}, {cout}, stride={stride})"
 
 
-def shortcut_output(x, seed, salt, cin, cout, stride):
-    """What the probe's stand-in shortcut computes (see probes.StandInShortcut)."""
-    if cin == cout and stride == 1:
+def shortcut_output(x, seed, config, lent: str, seeded_as: str, own=None, training=False):
+    """What the block's shortcut computes: the stand-in the probe lent with salt *lent* (probes.StandInShortcut), or,
+    when the block has a shortcut of its own (*own*: its layers, seeded with *seeded_as* + "/own-shortcut"), the
+    identity or a 1x1 convolution followed by a BatchNorm, as make_shortcut gives them."""
+    cin, cout, stride = config
+    if own is None:
+        if cin == cout and stride == 1:
+            return x
+        return F.conv2d(x, probes.shortcut_values(seed, lent, cin, cout).double(), stride=stride)
+    layers = layer_list(Observations({"layers": own}, "the shortcut's layers"))
+    if not layers:
         return x
-    return F.conv2d(x, probes.shortcut_values(seed, salt, cin, cout).double(), stride=stride)
+    check([layer["type"] for layer in layers] == ["conv", "bn"] and tuple(layers[0]["weight"][2:]) == (1, 1),
+          "its shortcut is neither the identity nor a 1x1 convolution followed by a BatchNorm, which make_shortcut "
+          "gives: the block should take its shortcut from make_shortcut")
+    salt = f"{seeded_as}/own-shortcut"
+    return norm(conv(x, layers[0], values(seed, salt, layers[0])), layers[1], values(seed, salt, layers[1]), training)
 
 
 def split(layers, seed, salt):
@@ -355,6 +411,13 @@ def stored_shortcut(record, what):
     check(shortcut.flag("stored"), f"{what} should store its shortcut, the module returned by make_shortcut, as "
                                    f"self.shortcut; found {shortcut.get('type') or 'no attribute shortcut'}")
     return shortcut
+
+
+def block_gate(what, record, seed, salt, cin, cout, stride) -> None:
+    """The block test's gate (probes.gate): its layers, run on a seeded input, computed what layers compute."""
+    gate = record.sub("gate")
+    verify_trace(what, gate, seeded(seed, f"{salt}/{cin}/gate", (2, cin, 8, 8)), seed, f"{salt}/{cin}/gate")
+    output(gate.sub("output"), what, (2, cout, expected_hw(8, stride), expected_hw(8, stride)), stride)
 
 
 def branches(x, convs, norms, stride, training):
@@ -426,7 +489,8 @@ def block_formula(student, seed, name, salt, residual):
             two_and_two(what, convs, norms, residual)
             x = seeded(seed, f"{layer_salt}/{mode}", (4, cin, 8, 8))
             y = output(observed.sub("output"), what, (4, cout, expected_hw(8, s), expected_hw(8, s)), s)
-            shortcut = shortcut_output(x, seed, salt, cin, cout, s) if residual else None
+            shortcut = shortcut_output(x, seed, (cin, cout, s), salt, layer_salt, observed.get("shortcut_layers"),
+                                       mode == "train") if residual else None
             candidates = block_candidates(x, convs, norms, s, mode == "train", shortcut)
             matches = [mistake for mistake, ref in candidates if close(y, ref, 1e-3, 1e-3)]
             if None in matches:
@@ -440,13 +504,27 @@ def block_formula(student, seed, name, salt, residual):
                 + (" -> add shortcut(x) -> ReLU" if residual else " -> ReLU") + "; both convolutions have padding 1")
 
 
-def block_layers(what, record, cin, cout, residual_extra=0):
+def made_by_make_shortcut(record, cin, cout, stride) -> bool:
+    """Whether the block's own shortcut (one it did not get from the lent make_shortcut: it bound make_shortcut
+    early, say) is what make_shortcut gives: the identity, or a strided 1x1 convolution without bias and a
+    BatchNorm."""
+    own = record.get("shortcut_layers")
+    if not isinstance(own, list):
+        return False
+    if cin == cout and stride == 1:
+        return own == [] and record.sub("branch").get("shortcut_parameters") == 0
+    layers = layer_list(Observations({"layers": own}, "the shortcut's layers"))
+    return ([layer["type"] for layer in layers] == ["conv", "bn"] and layers[0]["weight"] == [cout, cin, 1, 1]
+            and layers[0]["stride"] == [stride, stride] and not layers[0]["bias"] and layers[1]["features"] == cout)
+
+
+def block_layers(what, record, cin, cout, residual: bool):
     """The block's two 3x3 convolutions without bias, its two BatchNorms, its channels and parameter count."""
     branch = record.sub("branch")
     layers = layer_list(branch)
     convs = [layer for layer in layers if layer["type"] == "conv"]
     norms = [layer for layer in layers if layer["type"] == "bn"]
-    two_and_two(what, convs, norms, residual_extra is not None)
+    two_and_two(what, convs, norms, residual)
     for c in convs:
         check(tuple(c["weight"][2:]) == (3, 3), f"{what}: both convolutions of the block are 3x3, found kernel_size "
                                                 f"{tuple(c['weight'][2:])}")
@@ -458,8 +536,10 @@ def block_layers(what, record, cin, cout, residual_extra=0):
     for b in norms:
         check(b["features"] == cout, f"{what}: both BatchNorms normalize {cout} channels, found BatchNorm2d("
                                      f"{b['features']})")
-    n, want = branch.integer("parameters"), 9 * cin * cout + 9 * cout * cout + 4 * cout + (residual_extra or 0)
-    check(n == want, f"{what} should have {want} parameters, got {n}")
+    n = branch.integer("parameters") - (branch.integer("shortcut_parameters") if residual else 0)
+    want = 9 * cin * cout + 9 * cout * cout + 4 * cout
+    check(n == want, f"{what} should have {want} parameters" + (" besides its shortcut" if residual else "")
+          + f", got {n}")
 
 
 def test_residual_block_visible(student, reference, seed):
@@ -484,16 +564,15 @@ def test_residual_block_layers(student, reference, seed):
     configs = student.each("configs")
     check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
-        what, projection = signature("ResidualBlock", cin, cout, s), cin != cout or s != 1
+        what = signature("ResidualBlock", cin, cout, s)
         module(record.sub("module"), "ResidualBlock", "a subclass of nn.Module")
         shortcut = stored_shortcut(record, what)
-        check(shortcut.flag("made"), f"{what}.shortcut is not the module make_shortcut({cin}, {cout}, {s}) returned: "
-                                     "build it with make_shortcut(in_channels, out_channels, stride), which gives the "
-                                     "identity or the projection as the shapes need")
-        block_layers(what, record, cin, cout, cin * cout if projection else 0)
-        x = seeded(seed, f"rb-layers/{cin}/{cout}/{s}", (2, cin, 8, 8))
-        verify_trace(what, record.sub("gate"), x, seed, f"rb-layers/{cin}/{cout}/{s}")
-        output(record.sub("gate").sub("output"), what, (2, cout, expected_hw(8, s), expected_hw(8, s)), s)
+        check(shortcut.flag("made") or made_by_make_shortcut(record, cin, cout, s),
+              f"{what}.shortcut is not the module make_shortcut({cin}, {cout}, {s}) returns: build it with "
+              "make_shortcut(in_channels, out_channels, stride), which gives the identity or the projection as the "
+              "shapes need")
+        block_layers(what, record, cin, cout, True)
+        block_gate(what, record, seed, "rb-layers", cin, cout, s)
     return "ResidualBlock: two 3x3 convolutions without bias, two BatchNorms and make_shortcut's shortcut"
 
 
@@ -504,11 +583,13 @@ def test_residual_block_adds_shortcut(student, reference, seed):
         what = signature("ResidualBlock", cin, cout, s)
         module(record.sub("module"), what)
         stored_shortcut(record, what)
+        block_gate(what, record, seed, "rb-adds", cin, cout, s)
         check(record.integer("norms_off") >= 1, f"{what} has no BatchNorm2d outside its shortcut; the block is "
                                                 "conv-BN-ReLU-conv-BN")
         x = seeded(seed, f"rb-adds/{cin}/{cout}/{s}/x", (2, cin, 8, 8))
         y = output(record.sub("output"), what, (2, cout, expected_hw(8, s), expected_hw(8, s)), s)
-        want = F.relu(shortcut_output(x, seed, "rb-adds", cin, cout, s))
+        want = F.relu(shortcut_output(x, seed, (cin, cout, s), "rb-adds", f"rb-adds/{cin}/{cout}/{s}",
+                                      record.get("shortcut_layers")))
         if close(y, want, 1e-3, 1e-3):
             continue
         intro = (f"{what}: with the conv-BN branch switched off (its BatchNorm weights and biases set to 0, eval mode) "
@@ -530,6 +611,7 @@ def input_and_gradients(configs, seed, name, salt, residual):
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS[:2], configs):
         what, hw = signature(name, cin, cout, s), expected_hw(8, s)
         module(record.sub("module"), what)
+        block_gate(what, record, seed, salt, cin, cout, s)
         for mode in ("train", "eval"):
             observed = record.sub(mode)
             output(observed.sub("output"), what, (2, cout, hw, hw), s)
@@ -550,7 +632,9 @@ def input_and_gradients(configs, seed, name, salt, residual):
                                                                               (2, cout, hw, hw))
         off = record.sub("off")
         got = off.tensor("grad") if off.flag("connected") and off.get("grad") is not None else torch.zeros_like(x)
-        want = gradient_of(lambda t: F.relu(shortcut_output(t, seed, salt, cin, cout, s)), x, weights)
+        own = record.get("shortcut_layers")
+        want = gradient_of(lambda t: F.relu(shortcut_output(t, seed, (cin, cout, s), salt, f"{salt}/{cin}/off", own)),
+                           x, weights)
         check(close(got, want, 1e-3, 1e-3), f"{what}: with the conv-BN branch switched off, the gradient should still "
                                             "reach the input through the shortcut, d ReLU(shortcut(x)) / dx; it does "
                                             "not (is the shortcut detached, computed under torch.no_grad(), or taken "
@@ -558,7 +642,7 @@ def input_and_gradients(configs, seed, name, salt, residual):
 
 
 def test_residual_block_input_and_gradients(student, reference, seed):
-    input_and_gradients(student.each("configs"), seed, "ResidualBlock", "rb-input", residual=True)
+    input_and_gradients(student.each("configs", 2), seed, "ResidualBlock", "rb-input", residual=True)
     return "ResidualBlock: leaves its input alone; every parameter and the input get gradients, through the shortcut too"
 
 
@@ -566,13 +650,12 @@ def devices(configs, seed, name, salt):
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS[:2], configs):
         what, hw = signature(name, cin, cout, s), expected_hw(8, s)
         module(record.sub("module"), what)
-        meta_messages(what, record.each("meta"), (2, cout, hw, hw), s)
-        verify_trace(what, record.sub("gate"), seeded(seed, f"{salt}/{cin}", (2, cin, 8, 8)), seed, f"{salt}/{cin}")
-        output(record.sub("gate").sub("output"), what, (2, cout, hw, hw), s)
+        meta_messages(what, record.each("meta", 2), (2, cout, hw, hw), s)
+        block_gate(what, record, seed, salt, cin, cout, s)
 
 
 def test_residual_block_devices(student, reference, seed):
-    devices(student.each("configs"), seed, "ResidualBlock", "rb-devices")
+    devices(student.each("configs", 2), seed, "ResidualBlock", "rb-devices")
     return "ResidualBlock: runs on any device"
 
 
@@ -594,7 +677,7 @@ def test_plain_block_no_shortcut(student, reference, seed):
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
         what = signature("PlainBlock", cin, cout, s)
         module(record.sub("module"), "PlainBlock", "a subclass of nn.Module")
-        block_layers(what, record, cin, cout, None)
+        block_layers(what, record, cin, cout, False)
         x = seeded(seed, f"pb-layers/{cin}/{cout}/{s}", (2, cin, 8, 8))
         verify_trace(what, record.sub("gate"), x, seed, f"pb-layers/{cin}/{cout}/{s}")
         output(record.sub("gate").sub("output"), what, (2, cout, expected_hw(8, s), expected_hw(8, s)), s)
@@ -608,8 +691,8 @@ def test_plain_block_no_shortcut(student, reference, seed):
 
 def test_plain_block_formula(student, reference, seed):
     block_formula(student, seed, "PlainBlock", "pb-formula", residual=False)
-    input_and_gradients(student.each("inputs"), seed, "PlainBlock", "pb-input", residual=False)
-    devices(student.each("devices"), seed, "PlainBlock", "pb-devices")
+    input_and_gradients(student.each("inputs", 2), seed, "PlainBlock", "pb-input", residual=False)
+    devices(student.each("devices", 2), seed, "PlainBlock", "pb-devices")
     return "PlainBlock: the formula holds in both modes, with gradients, on any device"
 
 
@@ -627,19 +710,39 @@ def ran_blocks(record) -> list[dict]:
     found = []
     for run_ in record.each("blocks"):
         config = made.get(run_.integer("number"))
-        if config is None or not all(isinstance(config.get(k), int) for k in ("in", "out", "stride")):
+        if config is None or not isinstance(config.get("residual"), bool) or not all(
+                isinstance(config.get(k), int) and 0 < config[k] <= limit
+                for k, limit in (("in", 1024), ("out", 1024), ("stride", 8))):
             raise Malformed("a block the probe did not make")
         found.append(dict(config, output=run_.tensor("output")))
     return found
 
 
-def verify_blocks(what, record, seed, salt) -> list[dict]:
-    """The gate of the network tests: every block's output is what that stand-in block computes from the output of
-    the block before it (the first: from what it was given). Only a network that really runs its blocks in a chain
-    produces these values."""
+def stem_outputs(x, layers, seed, salt, training) -> list:
+    """What the stem's layers (those outside the blocks and the head) compute from x: conv3x3 -> BatchNorm -> ReLU,
+    and the same without the ReLU or the BatchNorm (which other tests name)."""
+    convs = [layer for layer in layers if layer["type"] == "conv"]
+    norms = [layer for layer in layers if layer["type"] == "bn"]
+    if len(convs) != 1 or len(norms) > 1 or convs[0]["weight"][1] != x.shape[1]:
+        return []
+    h = conv(x, convs[0], values(seed, salt, convs[0]))
+    found = [h, F.relu(h)]
+    if norms:
+        h = norm(h, norms[0], values(seed, salt, norms[0]), training)
+        found += [h, F.relu(h)]
+    return found
+
+
+def verify_blocks(what, record, seed, salt, x, training=True) -> list[dict]:
+    """The gate of the network tests: the first block gets what the stem computes from x, with the weights the probe
+    gave it, and every block's output is what that stand-in block computes from the output of the block before it.
+    Only a network that really runs its stem and its blocks in a chain produces these values."""
     blocks = ran_blocks(record)
     check(blocks, f"{what} ran no ResidualBlock or PlainBlock")
     previous = record.tensor("first")
+    check(any(close(previous, out, 1e-3, 1e-3) for out in stem_outputs(x, layer_list(record), seed, salt, training)),
+          f"{what}: the first block does not get what the stem computes from the input: the stem is a 3x3 convolution "
+          "(padding 1, no bias), a BatchNorm and a ReLU, and its output goes straight into the first block")
     for index, block in enumerate(blocks):
         weights = {k: v.double() for k, v in probes.standin_values(seed, salt, block["number"], block["residual"],
                                                                    block["in"], block["out"]).items()}
@@ -716,7 +819,7 @@ def check_shapes(what, record, seed, salt, config):
         got = tuple(block["output"].shape)
         check(got == (batch, widths[stage], h, h), f"{what}: block {index + 1} of {len(blocks)} (stage {stage + 1}) "
                                                    f"should output {(batch, widths[stage], h, h)}, got {got}; {hint}")
-    verify_blocks(what, record, seed, salt)
+    verify_blocks(what, record, seed, salt, seeded(seed, f"{salt}/x", (batch, cin, size, size)))
     check_head(what, record, seed, salt, blocks[-1]["output"], logits, (batch, widths[-1]))
 
 
@@ -751,20 +854,20 @@ def test_build_network_visible(student, reference, seed):
                              "count too)")
     gate = student.sub("gate")
     module(gate.sub("module"), "build_network(1)", "an nn.Module")
-    verify_blocks("build_network(1)", gate, seed, "bn-visible")
+    verify_blocks("build_network(1)", gate, seed, "bn-visible", seeded(seed, "bn-visible/x", (2, 1, 8, 8)))
     return "build_network: the logits and the parameter counts are right"
 
 
 def test_build_network_size(student, reference, seed):
-    networks = student.each("networks")
     configs = [(n, residual, 1) for n in (1, 2, 3) for residual in (True, False)] + \
         [(3, residual, 3) for residual in (True, False)]
-    check(len(networks) == len(configs), "the observations do not cover the probe's cases")
+    networks = student.each("networks", len(configs))
     for (n, residual, cin), record in zip(configs, networks):
         what = probes.describe_network(n, residual, cin, 10, (16, 32, 64))
         module(record.sub("module"), what, "an nn.Module")
         salt = f"bn-size/{n}/{residual}" + ("/rgb" if cin == 3 else "")
-        check_kinds(what, verify_blocks(what, record, seed, salt), n, residual, 3)
+        x = seeded(seed, f"{salt}/x", (2, cin, 8, 8))
+        check_kinds(what, verify_blocks(what, record, seed, salt, x), n, residual, 3)
         total = ((272_474 if residual else 269_722) if cin == 3 else None)
         label = "" if cin == 1 else (" (ResNet-20)" if residual else " (the plain twin of ResNet-20)")
         check_stem_and_head(what + label, record, cin, 10, (16, 32, 64), total)
@@ -849,6 +952,7 @@ def batches_of(record, what, images, steps, batch_size=None):
     check(batch_size is None or sizes == [batch_size],
           f"{what}: every step should use a mini-batch of batch_size={batch_size} images; the batches had {sizes} "
           "images" + (" (all of them: draw batch_size at random)" if len(images) in sizes else ""))
+    check(all(len(batch) <= len(images) for batch in batches), f"{what}: a batch holds more images than `images`")
     found = [rows(batch, images) for batch in batches]
     check(all(r is not None for r in found), f"{what}: the batches should be images of `images`, as they are")
     return found
@@ -867,7 +971,8 @@ def simulate(seed, salt, batch_norm, problem, found_rows, lr, variant=None):
     last layer's fresh gradients of each step. *variant*: one of the usual mistakes ("no zero_grad", "zero_grad after
     backward", "sum", "eval mode")."""
     images, labels = problem
-    model = probes.probe_model(seed, salt, batch_norm)
+    with probes.probing():  # the same float32 model as the probe's, whatever this process's defaults
+        model = probes.probe_model(seed, salt, batch_norm)
     model.train(variant != "eval mode")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses, grads = [], []
@@ -970,7 +1075,8 @@ def test_train_mode_and_gradients(student, reference, seed):
           "used its running statistics instead of each batch's own")
     fresh, held = _arrays(student, "fresh"), _arrays(student, "held")
     check(len(fresh) == 4, f"{what} backpropagated {len(fresh)} times in 4 steps: call loss.backward() every step")
-    for step in range(1, min(4, len(held))):
+    check(len(held) == 4, "the observations do not cover every step's gradients")
+    for step in range(1, 4):
         check(close(torch.from_numpy(held[step]).double(), torch.from_numpy(fresh[step]).double(), 1e-7, 1e-5),
               f"{what}: at step {step} the weights' gradient still held the gradients of the earlier steps, because "
               "backward adds to .grad: clear the gradients every step, before loss.backward() (optimizer.zero_grad())")

@@ -9,6 +9,7 @@ shortcut, blocks) whose computation the judge knows, so that each part is judged
 The seeded values below (inputs, and the weights the probes give the student's layers) are shared with the judges,
 which draw them again from the seed instead of believing what the kernel says they were.
 """
+import contextlib
 import copy
 import math
 import numbers
@@ -26,6 +27,20 @@ from torch.overrides import TorchFunctionMode
 from autograde.probing import Stop, attempt, need
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def probing():
+    """Every probe runs with torch's own defaults (float32 on the CPU), whatever the notebook set: a notebook that
+    switched to float64 is graded on what it computes, not on what its default made of the probe's inputs."""
+    dtype, device = torch.get_default_dtype(), torch.get_default_device()
+    torch.set_default_dtype(torch.float32)
+    torch.set_default_device("cpu")
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_default_device(device)
 BLOCK_CONFIGS = [(16, 16, 1), (16, 32, 2), (8, 8, 2)]
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -38,11 +53,12 @@ def generator(seed: int, salt: str) -> torch.Generator:
 
 
 def normal(seed, salt, shape, scale=1.0, shift=0.0):
-    return torch.randn(tuple(shape), generator=generator(seed, salt)) * scale + shift
+    # float32 whatever the default dtype is: the judges draw the same numbers
+    return torch.randn(tuple(shape), generator=generator(seed, salt), dtype=torch.float32) * scale + shift
 
 
 def uniform(seed, salt, shape, low, high):
-    return torch.rand(tuple(shape), generator=generator(seed, salt)) * (high - low) + low
+    return torch.rand(tuple(shape), generator=generator(seed, salt), dtype=torch.float32) * (high - low) + low
 
 
 def integers(seed, salt, count, low, high) -> list[int]:
@@ -477,6 +493,36 @@ def shortcut_record(block, made) -> dict:
             "made": bool(made) and shortcut is made[-1]}
 
 
+def residual_block(namespace, made, seed, salt, config, keywords=False):
+    """A ResidualBlock made while make_shortcut is lent (*made* lists what it made). (what, block or what it
+    returned, record)."""
+    cin, cout, s = config
+    what, block = new_block(namespace, "ResidualBlock", cin, cout, s, keywords)
+    record = {"module": module_record(block)}
+    if isinstance(block, nn.Module):
+        record["shortcut"] = shortcut_record(block, made)
+        block.to(DEVICE)
+    return what, block, record
+
+
+def seed_block(block, seed, salt, lent: bool) -> tuple[list[dict], list[dict] | None]:
+    """Seed a block's layers: (its branch's, and its shortcut's when that is not the lent stand-in: a block that made
+    its own, or bound make_shortcut early, is judged on its own shortcut, whose layers the judge must know too)."""
+    shortcut = getattr(block, "shortcut", None)
+    layers = seed_layers(block, seed, salt, shortcut)
+    if not isinstance(shortcut, nn.Module) or lent:
+        return layers, None
+    return layers, seed_layers(shortcut, seed, f"{salt}/own-shortcut")
+
+
+def gate(what, block, seed, salt, config) -> dict:
+    """The gate of the block tests: the block in eval mode with seeded layers, on a seeded input, traced."""
+    cin = config[0]
+    x = images(seed, f"{salt}/{cin}/gate", (2, cin, 8, 8))
+    twin = attempt(f"copying {what}", copy.deepcopy, block)  # the test's other runs keep the block as it was
+    return traced(what, twin, x, seed, f"{salt}/{cin}/gate", getattr(twin, "shortcut", None))
+
+
 @torch.no_grad()
 def switch_off(module, skip=None) -> int:
     """BatchNorm weights and biases at 0 outside *skip*: the conv-BN layers then output zeros."""
@@ -500,7 +546,7 @@ def test_residual_block_visible(namespace, seed):
         if isinstance(block, nn.Module):
             block.to(DEVICE)
             record["output"] = output_record(run(what, block, x), x)
-            record["gate"] = traced(what, block, x, seed, f"rb-visible/{what}", getattr(block, "shortcut", None))
+            record["gate"] = traced(what, block, x.clone(), seed, f"rb-visible/{what}", getattr(block, "shortcut", None))
     block = attempt("ResidualBlock(16, 16)", cls, 16, 16)
     if isinstance(block, nn.Module):
         block.to(DEVICE).eval()
@@ -514,14 +560,14 @@ def test_residual_block_layers(namespace, seed):
     found = []
     with lend:
         for cin, cout, s in BLOCK_CONFIGS:
-            what, block = new_block(namespace, "ResidualBlock", cin, cout, s, keywords=True)
-            record = {"module": module_record(block)}
-            found.append(record)
+            what, block, record = residual_block(namespace, made, seed, "rb-layers", (cin, cout, s), keywords=True)
             if isinstance(block, nn.Module):
                 shortcut = getattr(block, "shortcut", None)
-                record.update(shortcut=shortcut_record(block, made), branch=branch_record(block, shortcut))
-                x = images(seed, f"rb-layers/{cin}/{cout}/{s}", (2, cin, 8, 8))
-                record["gate"] = traced(what, block.to(DEVICE), x, seed, f"rb-layers/{cin}/{cout}/{s}", shortcut)
+                record["branch"] = branch_record(block, shortcut)
+                if isinstance(shortcut, nn.Module) and not record["shortcut"]["made"]:
+                    record["shortcut_layers"] = [describe(m, i) for i, m in enumerate(layers_of(shortcut))]
+                record["gate"] = gate(what, block, seed, "rb-layers", (cin, cout, s))
+            found.append(record)
     return {"configs": found}
 
 
@@ -530,37 +576,44 @@ def test_residual_block_adds_shortcut(namespace, seed):
     found = []
     with lend:
         for cin, cout, s in BLOCK_CONFIGS:
-            what, block = new_block(namespace, "ResidualBlock", cin, cout, s)
-            record = {"module": module_record(block)}
+            what, block, record = residual_block(namespace, made, seed, "rb-adds", (cin, cout, s))
             found.append(record)
             if isinstance(block, nn.Module):
-                shortcut = getattr(block, "shortcut", None)
-                record["shortcut"] = shortcut_record(block, made)
-                block.to(DEVICE)
-                seed_layers(block, seed, f"rb-adds/{cin}/{cout}/{s}", shortcut)
-                record["norms_off"] = switch_off(block, shortcut)
+                record["gate"] = gate(what, block, seed, "rb-adds", (cin, cout, s))
+                _, record["shortcut_layers"] = seed_block(block, seed, f"rb-adds/{cin}/{cout}/{s}",
+                                                          record["shortcut"]["made"])
+                record["norms_off"] = switch_off(block, getattr(block, "shortcut", None))
                 x = images(seed, f"rb-adds/{cin}/{cout}/{s}/x", (2, cin, 8, 8))
                 record["output"] = output_record(run(what, block.eval(), x), x)
     return {"configs": found}
+
+
+def block_of(namespace, name, seed, salt, config, made=None):
+    """(what, block, record): a ResidualBlock with the probe's shortcut (see residual_block), or a PlainBlock."""
+    if name == "ResidualBlock":
+        return residual_block(namespace, made, seed, salt, config)
+    what, block = new_block(namespace, name, *config)
+    if isinstance(block, nn.Module):
+        block.to(DEVICE)
+    return what, block, {"module": module_record(block)}
 
 
 def formula_records(namespace, name, seed, salt, made=None) -> list[dict]:
     """Each block config in eval and train mode: its seeded layers and its output on a seeded input."""
     found = []
     for cin, cout, s in BLOCK_CONFIGS:
-        what, block = new_block(namespace, name, cin, cout, s)
-        record = {"module": module_record(block)}
+        what, block, record = block_of(namespace, name, seed, salt, (cin, cout, s), made)
         found.append(record)
         if not isinstance(block, nn.Module):
             continue
-        shortcut = getattr(block, "shortcut", None) if made is not None else None
-        record["shortcut"] = shortcut_record(block, made or [])
-        block.to(DEVICE)
         for mode in ("eval", "train"):
-            layers = seed_layers(block, seed, f"{salt}/{cin}/{cout}/{s}", shortcut)
+            if name == "ResidualBlock":
+                layers, own = seed_block(block, seed, f"{salt}/{cin}/{cout}/{s}", record["shortcut"]["made"])
+            else:
+                layers, own = seed_layers(block, seed, f"{salt}/{cin}/{cout}/{s}"), None
             x = images(seed, f"{salt}/{cin}/{cout}/{s}/{mode}", (4, cin, 8, 8))
             y = run(what, getattr(block, mode)(), x)
-            record[mode] = {"layers": layers, "output": output_record(y, x)}
+            record[mode] = {"layers": layers, "shortcut_layers": own, "output": output_record(y, x)}
     return found
 
 
@@ -570,17 +623,16 @@ def test_residual_block_formula(namespace, seed):
         return {"configs": formula_records(namespace, "ResidualBlock", seed, "rb-formula", made)}
 
 
-def input_and_gradients(namespace, name, seed, salt, residual) -> list[dict]:
+def input_and_gradients(namespace, name, seed, salt, made=None) -> list[dict]:
     """The input left unchanged, every parameter and the input given a gradient, and (residual) the gradient that
-    reaches the input through the shortcut alone."""
+    reaches the input through the shortcut alone; with the gate."""
     found = []
     for cin, cout, s in BLOCK_CONFIGS[:2]:
-        what, block = new_block(namespace, name, cin, cout, s)
-        record = {"module": module_record(block)}
+        what, block, record = block_of(namespace, name, seed, salt, (cin, cout, s), made)
         found.append(record)
         if not isinstance(block, nn.Module):
             continue
-        block.to(DEVICE)
+        record["gate"] = gate(what, block, seed, salt, (cin, cout, s))
         hw = (8 - 1) // s + 1
         for mode in ("train", "eval"):
             x = images(seed, f"{salt}/{cin}/{mode}", (2, cin, 8, 8))
@@ -590,8 +642,9 @@ def input_and_gradients(namespace, name, seed, salt, residual) -> list[dict]:
         x = images(seed, f"{salt}/{cin}/grad", (2, cin, 8, 8))
         record["gradient"] = gradient(what, block, x, images(seed, f"{salt}/{cin}/weights", (2, cout, hw, hw)))
         record["idle"] = [pname for pname, p in block.named_parameters() if p.grad is None]
-        if residual and isinstance(getattr(block, "shortcut", None), nn.Module):
+        if name == "ResidualBlock" and isinstance(getattr(block, "shortcut", None), nn.Module):
             off = copy.deepcopy(block).eval()
+            _, record["shortcut_layers"] = seed_block(off, seed, f"{salt}/{cin}/off", record["shortcut"]["made"])
             switch_off(off, off.shortcut)
             x = images(seed, f"{salt}/{cin}/off", (2, cin, 8, 8))
             record["off"] = gradient(what, off, x, images(seed, f"{salt}/{cin}/off-weights", (2, cout, hw, hw)))
@@ -599,29 +652,26 @@ def input_and_gradients(namespace, name, seed, salt, residual) -> list[dict]:
 
 
 def test_residual_block_input_and_gradients(namespace, seed):
-    lend, _ = lend_shortcuts(namespace, seed, "rb-input")
+    lend, made = lend_shortcuts(namespace, seed, "rb-input")
     with lend:
-        return {"configs": input_and_gradients(namespace, "ResidualBlock", seed, "rb-input", residual=True)}
+        return {"configs": input_and_gradients(namespace, "ResidualBlock", seed, "rb-input", made)}
 
 
-def device_records(namespace, name, seed, salt, lent=False) -> list[dict]:
+def device_records(namespace, name, seed, salt, made=None) -> list[dict]:
     found = []
     for cin, cout, s in BLOCK_CONFIGS[:2]:
-        what, block = new_block(namespace, name, cin, cout, s)
-        record = {"module": module_record(block)}
+        what, block, record = block_of(namespace, name, seed, salt, (cin, cout, s), made)
         found.append(record)
         if isinstance(block, nn.Module):
-            shortcut = getattr(block, "shortcut", None) if lent else None
             record["meta"] = meta_forward(what, block, (2, cin, 8, 8))
-            x = images(seed, f"{salt}/{cin}", (2, cin, 8, 8))
-            record["gate"] = traced(what, block.to(DEVICE), x, seed, f"{salt}/{cin}", shortcut)
+            record["gate"] = gate(what, block, seed, salt, (cin, cout, s))
     return found
 
 
 def test_residual_block_devices(namespace, seed):
-    lend, _ = lend_shortcuts(namespace, seed, "rb-devices")
+    lend, made = lend_shortcuts(namespace, seed, "rb-devices")
     with lend:
-        return {"configs": device_records(namespace, "ResidualBlock", seed, "rb-devices", lent=True)}
+        return {"configs": device_records(namespace, "ResidualBlock", seed, "rb-devices", made)}
 
 
 def test_plain_block_visible(namespace, seed):
@@ -636,7 +686,7 @@ def test_plain_block_visible(namespace, seed):
         if isinstance(block, nn.Module):
             block.to(DEVICE)
             record["output"] = output_record(run(what, block, x), x)
-            record["gate"] = traced(what, block, x, seed, f"pb-visible/{what}")
+            record["gate"] = traced(what, block, x.clone(), seed, f"pb-visible/{what}")
     return found
 
 
@@ -659,7 +709,7 @@ def test_plain_block_no_shortcut(namespace, seed):
 
 def test_plain_block_formula(namespace, seed):
     return {"configs": formula_records(namespace, "PlainBlock", seed, "pb-formula"),
-            "inputs": input_and_gradients(namespace, "PlainBlock", seed, "pb-input", residual=False),
+            "inputs": input_and_gradients(namespace, "PlainBlock", seed, "pb-input"),
             "devices": device_records(namespace, "PlainBlock", seed, "pb-devices")}
 
 
