@@ -211,23 +211,39 @@ class GradingKernelClient(AsyncKernelClient):
         return context
 
     async def _wait_until_answering(self, timeout: float | None = None) -> None:
+        """Ready once the kernel has answered a kernel_info request and IOPub has delivered a message.
+
+        Any kernel_info reply counts, as in jupyter_client: on a busy machine the kernel answers a request after
+        the next one was sent, and waiting for the reply to the latest request would keep the client one reply
+        behind for good. The kernel publishes its status on IOPub for each request: a message there means IOPub
+        is connected (what the first cell prints would be lost before that)."""
         timeout = START_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        reply, iopub = None, False
         while time.monotonic() < deadline:
-            msg_id = self.kernel_info()
-            try:
-                reply = await self.shell_channel.get_msg(timeout=1)
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    await self.iopub_channel.get_msg(timeout=0.2)  # IOPub is connected too
-                    self._handle_kernel_info_reply(reply)
-                    return
-            except Empty:
-                pass
+            self.kernel_info()
+            reply = reply or await _next_message(self.shell_channel, 1, "kernel_info_reply")
+            iopub = iopub or await _next_message(self.iopub_channel, 0.2) is not None
+            if reply and iopub:
+                self._handle_kernel_info_reply(reply)
+                return
             if not await self._async_is_alive():
                 raise RuntimeError("Kernel died before replying to kernel_info")
         raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
 
     wait_for_ready = _wait_until_answering
+
+
+async def _next_message(channel, timeout: float, msg_type: str | None = None) -> dict | None:
+    """The next message on *channel* (of *msg_type*: others are skipped) within *timeout* s; None if none came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            msg = await channel.get_msg(timeout=max(0.0, deadline - time.monotonic()))
+        except Empty:
+            return None
+        if msg_type is None or msg["msg_type"] == msg_type:
+            return msg
 
 
 class IsolatedKernelManager(AsyncKernelManager):
