@@ -7,6 +7,7 @@ test_autograde_release.py.
 import copy
 import hashlib
 import json
+import os
 import sys
 import uuid
 import zipfile
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 WRONG = "def double(x):\n    return 3 * x\n"
 TESTS = ["test_visible", "test_hidden"]
-ESCAPE_MARK = "654.321"
+ESCAPE_MARK = f"654.{os.getpid()}"  # what the notebooks' own processes run: `sleep ESCAPE_MARK`
 RUN_MARK = "AUTOGRADE_TEST_RUN"
 
 
@@ -132,7 +133,7 @@ def graded(course, mini, tmp_path_factory):
     expected = build_class(folder, release, answers)
     before = _tree_digest(folder), _tree_digest(course)
     out = tmp_path_factory.mktemp("out")
-    run_mark = uuid.uuid4().hex  # in the environment of every process of this run: kernels inherit it
+    run_mark = uuid.uuid4().hex  # in the environment of the grader's own processes (never in a kernel's)
     done = run_cli("grade", folder, "--assignment", MINI, "--out", out, "--course", course, "--jobs", "2",
                    "--timeout", "5", "--memory", "1024", env={RUN_MARK: run_mark})
     return {"folder": folder, "out": out, "done": done, "expected": expected, "rows": read_csv(out / "grades.csv")
@@ -213,9 +214,20 @@ def test_output_floods_are_capped(graded):
 
 
 def _of_the_run(process: psutil.Process, mark: str) -> bool:
+    """Whether *process* is one the run started: the grader's own (they carry its mark in their environment),
+    what a notebook started (named by its command line: a kernel gets none of the grader's environment), or a
+    warm kernel server, or a kernel forked from it, whose run's folder is gone."""
     try:
-        return process.status() != psutil.STATUS_ZOMBIE and process.environ().get(RUN_MARK) == mark
-    except psutil.Error:
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        command = process.cmdline()
+        if command[:2] == ["sleep", ESCAPE_MARK]:
+            return True
+        if "autograde.sandbox.zygote" in command:
+            server_socket = command[command.index("autograde.sandbox.zygote") + 1]
+            return not os.path.exists(os.path.dirname(server_socket))
+        return process.environ().get(RUN_MARK) == mark
+    except (psutil.Error, IndexError):
         return False  # gone meanwhile, or not ours to read
 
 
@@ -223,6 +235,33 @@ def test_no_process_outlives_its_grading(graded):
     """Not the daemons the notebooks started (double forks, setsid), not the warm server, not a supervisor."""
     assert graded["done"].returncode == 0
     assert [p.pid for p in psutil.process_iter() if _of_the_run(p, graded["run_mark"])] == []
+
+
+SECRET = "AUTOGRADE_TEST_TOKEN"
+SHOW_ENVIRONMENT = ("import json, os\n"
+                    "print('ENVIRON', json.dumps(dict(os.environ)))\n"
+                    "print('PROC', open('/proc/self/environ').read().replace('\\0', ' '))\n")
+
+
+@pytest.mark.parametrize("kernel", ["cold", "warm"])
+def test_a_kernel_gets_none_of_the_graders_environment(course, mini, tmp_path, kernel):
+    release, answers = mini
+    token = uuid.uuid4().hex
+    write(insert_after(fill(release, answers), "double", SHOW_ENVIRONMENT), tmp_path / "class" / "spy.ipynb")
+    out = tmp_path / "out"
+    done = run_cli("grade", tmp_path / "class", "--assignment", MINI, "--out", out, "--course", course, "--kernel",
+                   kernel, env={SECRET: f"secret-{token}", "PWD": f"/home/{token}/course", "OLDPWD": f"/home/{token}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_csv(out / "grades.csv")["spy"]["score"] == "3"
+    autograded = nbformat.read(out / "nbgrader" / "autograded" / "spy" / MINI / f"{MINI}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for cell in autograded.cells for o in cell.get("outputs", []))
+    environ = json.loads(printed.split("ENVIRON ", 1)[1].splitlines()[0])
+    assert "PROC " in printed and token not in printed  # not in os.environ, nor what the process started with
+    assert not {SECRET, "PWD", "OLDPWD"} & set(environ), sorted(environ)
+    assert environ["HOME"] == environ["TMPDIR"] == "/tmp"
+    assert environ["NBGRADER_EXECUTION"] == "autograde"  # what nbgrader tells notebooks still reaches them
+    assert set(environ["PATH"].split(":")) <= {str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"}
+    assert token not in (out / "feedback" / "spy.html").read_text(encoding="utf-8")
 
 
 def test_inputs_are_not_modified(graded):

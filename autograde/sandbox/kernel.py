@@ -36,6 +36,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, Enum, Integer, List, Type, Unicode
 
 from .bwrap import bwrap_command, isolation_problem
+from .environment import kernel_environment
 from .supervisor import KernelRequest, Limits
 
 START_TIMEOUT_S = 120  # a cold kernel on a loaded machine imports ipykernel first
@@ -269,13 +270,14 @@ class IsolatedKernelManager(AsyncKernelManager):
                       tmp_mb=self.tmp_mb)
 
     def kernel_environment(self, env) -> dict:
-        env = dict(env or os.environ)
-        env.pop("JPY_PARENT_PID", None)  # a PID of the grader's namespace: meaningless to an isolated kernel
+        """The allow-listed part of *env* (see autograde.sandbox.environment), with a private home: the sandbox's
+        own /tmp, else a folder of the kernel's own, deleted with it."""
         if self.isolation == "bwrap":
-            env["HOME"] = "/tmp"  # the real home folder is not in the sandbox
-        if self.threads:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
-        return env
+            home = "/tmp"
+        else:
+            home = os.path.join(self.ipc_dir, "home")
+            os.makedirs(home, exist_ok=True)
+        return kernel_environment(env or os.environ, home, self.threads)
 
     @property
     def kernel_spec(self):
