@@ -390,6 +390,8 @@ STATUS_WORDS = {
     st.WRONG_ASSIGNMENT: "The notebook is not this assignment's: nothing was graded.",
     st.MEMORY: "Your notebook used more memory than allowed and was stopped; the tests after that scored 0.",
     st.PROCESSES: "Your notebook started too many processes and was stopped; the tests after that scored 0.",
+    st.OUTPUT_TOO_LARGE: "A cell's output or value was larger than the grader accepts, so your notebook was stopped; "
+                         "the tests after that scored 0.",
     st.TIMED_OUT: "A cell ran longer than allowed and was stopped; the tests after that scored 0.",
     st.KERNEL_DIED: "Your notebook's Python process stopped; the tests after that scored 0.",
     st.TAMPERING: "Code in your notebook interfered with the tests: the tests it touched did not count.",

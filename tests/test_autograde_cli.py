@@ -119,6 +119,8 @@ def build_class(folder: Path, release, answers):
         f"import os, subprocess\nsubprocess.Popen(['sleep', '{ESCAPE_MARK}'])\nos.kill(os.getppid(), 9)\n"
         + answers["double"])}), 3, "ok")
     add("flood", insert_after(correct, "double", "for _ in range(40):\n    print('spam ' * 100_000)\n"), 3, "ok")
+    # A value over the message cap (32 MB): the kernel is cut off, and no test after it counts.
+    add("huge_value", insert_after(correct, "double", "'x' * 50_000_000"), 0, None)
     spy = fill(release, {"double": "import sys, traceback\ndef double(x):\n    traceback.print_stack(file=sys.stdout)\n    return 2 * x\n",
                          "written": answers["written"]})
     spy.cells.append(new_code_cell("print('\\n'.join(In))"))
@@ -168,7 +170,8 @@ def test_grades_csv_columns(graded):
     *[f"cheat_{name}" for name in CODE_CHEATS], *[f"cheat_{name}" for name in NOTEBOOK_CHEATS],
     "honest_delete_tests", "honest_tests_to_markdown", "honest_unlock_tests", "honest_strip_test_metadata",
     "empty", "pdf", "truncated", "other_assignment", "no_notebook", "os_exit", "ignores_interrupts",
-    "memory_one_process", "memory_many_processes", "fork_bomb", "escapes", "kills_its_supervisor", "flood", "spy"])
+    "memory_one_process", "memory_many_processes", "fork_bomb", "escapes", "kills_its_supervisor", "flood", "spy",
+    "huge_value"])
 def test_score_and_status(graded, student):
     score, status = graded["expected"][student]
     row = graded["rows"][student]
@@ -211,6 +214,13 @@ def test_output_floods_are_capped(graded):
     page = graded["out"] / "feedback" / "flood.html"
     assert page.stat().st_size < 2_000_000
     assert "output truncated by the grader" in page.read_text(encoding="utf-8")
+
+
+def test_a_value_over_the_message_cap_stops_the_notebook(graded):
+    row = graded["rows"]["huge_value"]
+    assert row["status"] != "ok" and row["test_visible"] == row["test_hidden"] == "0", row
+    autograded = graded["out"] / "nbgrader" / "autograded" / "huge_value" / MINI / f"{MINI}.ipynb"
+    assert autograded.stat().st_size < 1_000_000
 
 
 def _of_the_run(process: psutil.Process, mark: str) -> bool:

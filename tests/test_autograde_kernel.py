@@ -1,13 +1,15 @@
 """The kernel client the grader talks to kernels with (autograde.sandbox.kernel): when it deems a kernel ready, and
 what it accepts from one. Each test starts a kernel through IsolatedKernelManager, as nbclient does."""
 import asyncio
+import json
 import subprocess
 import sys
 
 import pytest
 from jupyter_client.kernelspec import KernelSpec
 
-from autograde.sandbox.kernel import IsolatedKernelManager
+from autograde.sandbox.bwrap import isolation_problem
+from autograde.sandbox.kernel import OUTPUT_TOO_LARGE, IsolatedKernelManager
 from autograde_fixtures import MINI, fill, make_course, read_csv, release_and_answers, run_cli, stock_nbgrader, write
 from resnet_course.cores import available_cores
 
@@ -91,3 +93,37 @@ def test_kernels_start_and_run_while_other_processes_load_every_core(tmp_path):
         for process in busy:
             process.kill()
             process.wait()
+
+
+# Runs in a process of its own, as a grading worker does: nbclient executes a notebook whose first cell ends with a
+# 300 MB value, through IsolatedKernelManager; prints what nbclient raised, why the kernel ended, and its own peak
+# resident memory.
+HUGE_VALUE = '''
+import json, resource, sys
+import nbformat
+from nbclient import NotebookClient
+from autograde.sandbox.kernel import IsolatedKernelManager
+
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('"x" * 300_000_000'),
+                                     nbformat.v4.new_code_cell("print('still running')")])
+manager = IsolatedKernelManager(isolation=sys.argv[1])
+try:
+    NotebookClient(nb, km=manager, timeout=600).execute()
+    raised = None
+except Exception as exc:
+    raised = type(exc).__name__
+print(json.dumps({"raised": raised, "stopped": manager.provisioner.stop_reason(), "outputs": nb.cells[1].outputs,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))
+'''
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+def test_a_value_over_the_message_cap_never_reaches_the_graders_memory(isolation):
+    if isolation == "bwrap" and isolation_problem():
+        pytest.skip(isolation_problem())
+    done = subprocess.run([sys.executable, "-c", HUGE_VALUE, isolation], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["peak_mb"] < 150, seen  # (the value is 300 MB; taking it in used to cost ~1 GB)
+    assert seen["raised"] == "DeadKernelError" and seen["outputs"] == []  # nothing after it ran
+    assert seen["stopped"]["reason"] == OUTPUT_TOO_LARGE and seen["stopped"]["limit_mb"] == 32
