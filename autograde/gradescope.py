@@ -214,16 +214,18 @@ def run(root: Path) -> int:
                                       "run your notebook. " + NOT_A_GRADE).write(results)
             return 1
         graded = _grade(root, settings)
+        # (report reads the autograded notebook: what the student's kernel printed is in it)
+        written = report(graded) if graded is not None and graded.result.status != st.GRADER_ERROR else None
     except Exception:  # noqa: BLE001 - whatever broke, Gradescope must get a results.json that says so
         import traceback
 
         traceback.print_exc(file=sys.stdout)
-        graded = None
-    if graded is None or graded.result.status == st.GRADER_ERROR:
+        written = None
+    if written is None:
         GradescopeResults.failure("The autograder failed while grading your submission. " + NOT_A_GRADE
                                   ).write(results)
         return 1
-    report(graded).write(results)
+    written.write(results)
     return 0
 
 

@@ -19,7 +19,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograde_cheats import CODE_CHEATS, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat
-from autograde_fixtures import (HIDDEN_MARK, MINI, cell_index, fill, insert_after, make_course,
+from autograde_fixtures import (HIDDEN_MARK, MINI, bracket_bombs, cell_index, fill, insert_after, make_course,
                                 read_csv, release_and_answers, run_cli, stock_nbgrader, write)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
@@ -343,6 +343,31 @@ def test_exit_codes_when_the_tool_cannot_run(course, tmp_path, args, code):
     values = {"folder": tmp_path / "class", "out": tmp_path / "out", "course": course}
     done = run_cli(*[a.format(**values) for a in args])
     assert done.returncode == code, done.stderr
+
+
+def test_files_nested_too_deeply_get_their_row_and_the_class_is_graded(course, mini, tmp_path):
+    """Notebooks of brackets nested 200,000 deep (a RecursionError for Python's JSON parser), and a student's zip
+    whose data cannot be decompressed: each of those students gets a row that says why, everyone else is graded."""
+    release, answers = mini
+    folder = tmp_path / "class"
+    write(fill(release, answers), folder / "ann.ipynb")
+    bombs = bracket_bombs(fill(release, answers))
+    for name, data in bombs.items():
+        (folder / f"bomb_{name}.ipynb").write_bytes(data)
+    with zipfile.ZipFile(folder / "carol.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("work/mini.ipynb", nbformat.writes(fill(release, answers)))
+    data = bytearray((folder / "carol.zip").read_bytes())
+    data[60:90] = bytes(b ^ 0x5A for b in data[60:90])  # inside the entry's compressed data
+    (folder / "carol.zip").write_bytes(data)
+    done = run_cli("grade", folder, "--assignment", MINI, "--out", tmp_path / "out", "--course", course,
+                   "--similarity")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    assert set(rows) == {"ann", "carol"} | {f"bomb_{name}" for name in bombs}
+    assert rows["ann"]["score"] == "3" and rows["carol"]["status"] != "grader error"
+    for name in bombs:
+        assert (rows[f"bomb_{name}"]["status"], rows[f"bomb_{name}"]["score"]) == ("invalid notebook", "0"), name
+        assert "nested" in rows[f"bomb_{name}"]["notes"]
 
 
 def test_an_empty_class_is_not_an_error(course, tmp_path):
