@@ -25,7 +25,7 @@ as a Slurm array job and a merge job; :mod:`autograde.gradescope` — Gradescope
 """
 
 # Part of every cache key: bump it when a change to the grader can change grades.
-GRADER_VERSION = "3"
+GRADER_VERSION = "4"
 
 
 class AutogradeError(Exception):
