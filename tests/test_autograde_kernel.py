@@ -1,5 +1,6 @@
 """The kernel client the grader talks to kernels with (autograde.sandbox.kernel): when it deems a kernel ready, and
-what it accepts from one. Each test starts a kernel through IsolatedKernelManager, as nbclient does."""
+what it accepts from one. The tests start kernels through IsolatedKernelManager, as nbclient does, and (the slow
+one) through the grading tool and plain nbgrader on a machine whose cores are all busy."""
 import asyncio
 import json
 import subprocess
