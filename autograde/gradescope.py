@@ -218,16 +218,18 @@ def run(root: Path) -> int:
             print("autograde: bubblewrap cannot isolate here: grading in container mode", flush=True)
             keep_from_kernels([root / "source", root / "submission"])
         graded = _grade(root, settings)
+        # (report reads the autograded notebook: what the student's kernel printed is in it)
+        written = report(graded) if graded is not None and graded.result.status != st.GRADER_ERROR else None
     except Exception:  # noqa: BLE001 - whatever broke, Gradescope must get a results.json that says so
         import traceback
 
         traceback.print_exc(file=sys.stdout)
-        graded = None
-    if graded is None or graded.result.status == st.GRADER_ERROR:
+        written = None
+    if written is None:
         GradescopeResults.failure("The autograder failed while grading your submission. " + NOT_A_GRADE
                                   ).write(results)
         return 1
-    report(graded).write(results)
+    written.write(results)
     return 0
 
 
@@ -402,6 +404,8 @@ STATUS_WORDS = {
     st.WRONG_ASSIGNMENT: "The notebook is not this assignment's: nothing was graded.",
     st.MEMORY: "Your notebook used more memory than allowed and was stopped; the tests after that scored 0.",
     st.PROCESSES: "Your notebook started too many processes and was stopped; the tests after that scored 0.",
+    st.OUTPUT_TOO_LARGE: "A cell's output or value was larger than the grader accepts, so your notebook was stopped; "
+                         "the tests after that scored 0.",
     st.TIMED_OUT: "A cell ran longer than allowed and was stopped; the tests after that scored 0.",
     st.KERNEL_DIED: "Your notebook's Python process stopped; the tests after that scored 0.",
     st.TAMPERING: "Code in your notebook interfered with the tests: the tests it touched did not count.",

@@ -25,6 +25,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import nbformat
 from nbformat import NotebookNode
@@ -134,8 +135,8 @@ class NotebookChooser:
         try:
             cells = json.loads(path.read_bytes()).get("cells", [])
             return len({c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells} & self.grade_ids)
-        except (ValueError, AttributeError, TypeError, OSError):
-            return 0
+        except Exception:  # noqa: BLE001 - a student's file, read in the run's own process: whatever is wrong with
+            return 0  # it (RecursionError for brackets nested 100,000 deep), grading it says so on its own row
 
     def rank(self, candidate: _Candidate) -> tuple:
         matching = self._matching_cells(candidate.path)
@@ -169,8 +170,8 @@ class _Expander:
         target = self.unpack_dir / f"nested-{self.count}"
         try:
             extraction = safezip.extract(path, target)
-        except (zipfile.BadZipFile, OSError) as exc:
-            attempt.notes.append(f"unreadable zip {path.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a student's zip: anything may be wrong with it
+            attempt.notes.append(f"unreadable zip {path.name}: {type(exc).__name__}: {str(exc)[:200]}")
             return [_Candidate(path, origin, attempt, True)]
         self.truncated |= extraction.truncated
         return [_Candidate(p, f"{origin}/{p.relative_to(target.resolve())}", attempt, False)
@@ -247,6 +248,9 @@ def open_submissions(path: Path, work: Path) -> tuple[Path, list[str], set[Path]
 
 # -- one submitted file ----------------------------------------------------------------------------------
 
+MAX_DEPTH = 100  # lists and objects in one another: editors write about ten; nbformat fails at a few hundred
+
+
 def read_submission(data: bytes, filename: str, max_bytes: int = 100 << 20) -> NotebookNode:
     """Parse a submitted file into a v4 notebook, or raise :class:`NotGradable`."""
     is_ipynb = filename.lower().endswith(".ipynb")
@@ -259,19 +263,10 @@ def read_submission(data: bytes, filename: str, max_bytes: int = 100 << 20) -> N
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        if is_ipynb:
-            raise NotGradable(st.INVALID, "the file is not text (not UTF-8)") from None
-        raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook") from None
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        if is_ipynb:
-            raise NotGradable(st.INVALID, f"the file is not valid JSON ({exc})") from None
-        raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook") from None
+        _not_gradable(filename, is_ipynb, "the file is not text (not UTF-8)")
+    raw = _parse_json(text, filename, is_ipynb)
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
-        if is_ipynb:
-            raise NotGradable(st.INVALID, "the JSON has no notebook cells")
-        raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook")
+        _not_gradable(filename, is_ipynb, "the JSON has no notebook cells")
     try:
         invalid = {}
         nb = nbformat.reads(text, as_version=4, capture_validation_error=invalid)  # reads validates
@@ -285,6 +280,38 @@ def read_submission(data: bytes, filename: str, max_bytes: int = 100 << 20) -> N
     except Exception as exc:  # noqa: BLE001
         raise NotGradable(st.INVALID, f"not a valid notebook ({str(exc).splitlines()[0][:200]})") from None
     return nb
+
+
+def _not_gradable(filename: str, is_ipynb: bool, why: str) -> NoReturn:
+    """An .ipynb file that is no notebook is an invalid notebook (*why*); any other file is not a notebook."""
+    if is_ipynb:
+        raise NotGradable(st.INVALID, why)
+    raise NotGradable(st.NOT_NOTEBOOK, f"{filename} is not a Jupyter notebook")
+
+
+def _parse_json(text: str, filename: str, is_ipynb: bool):
+    """The JSON value in *text*, nested at most MAX_DEPTH deep: deeper, Python's JSON parser (past ~1,000 levels)
+    and the code that reads a notebook after it (nbformat, nbgrader) raise RecursionError."""
+    try:
+        raw = json.loads(text)
+        too_deep = _deeper_than(raw, MAX_DEPTH)
+    except RecursionError:
+        too_deep = True
+    except ValueError as exc:
+        _not_gradable(filename, is_ipynb, f"the file is not valid JSON ({exc})")
+    if too_deep:
+        _not_gradable(filename, is_ipynb, f"the file's JSON is nested more than {MAX_DEPTH} levels deep")
+    return raw
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether *value* (parsed JSON) holds lists and objects nested more than *limit* deep (level by level: no
+    recursion)."""
+    level = [value]
+    for _ in range(limit):
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return any(isinstance(item, (dict, list)) for item in level)
 
 
 def _repair(raw: dict) -> dict:

@@ -140,7 +140,8 @@ def _blackboard_receipt(path: Path) -> tuple[str, str] | None:
         data = path.read_bytes()[:65536]
     except OSError:
         return None
-    text = data.decode("utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data.decode("utf-8", "replace")
+    # (64 KiB of UTF-16 may end inside a character: a student's long comment, with an emoji)
+    text = data.decode("utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8", "replace")
     match = _RECEIPT_NAME.search(text)
     return (match["name"], match["user"]) if match and match["user"] else None
 

@@ -18,6 +18,7 @@ GRADER_ERROR = "grader error"
 # Graded, but something stopped or changed the normal run.
 MEMORY = "memory limit"
 PROCESSES = "too many processes"
+OUTPUT_TOO_LARGE = "output too large"  # a message from the kernel over the cap: the kernel was cut off and stopped
 TIMED_OUT = "timed out"
 KERNEL_DIED = "kernel died"
 TAMPERING = "tampering detected"
@@ -25,7 +26,7 @@ ANSWER_UNCLEAR = "answer to find"  # an answer graded by hand lost its metadata,
 RESTORED = "cells restored"
 
 SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT,
-            MEMORY, PROCESSES, TIMED_OUT, KERNEL_DIED, TAMPERING, ANSWER_UNCLEAR, RESTORED, OK]
+            MEMORY, PROCESSES, OUTPUT_TOO_LARGE, TIMED_OUT, KERNEL_DIED, TAMPERING, ANSWER_UNCLEAR, RESTORED, OK]
 
 
 def most_severe(statuses) -> str:

@@ -390,3 +390,22 @@ def formgrader_page(course: Path, student: str, monkeypatch) -> str:
         "assignment_id": MINI, "notebook_id": MINI, "submission_id": "1", "index": 0, "total": 1, "base_url": "",
         "student": student, "last_name": None, "first_name": None, "notebook_path": str(notebook)})
     return html
+
+
+def bracket_bombs(notebook: nbformat.NotebookNode | None = None) -> dict[str, bytes]:
+    """Submitted files nested 200,000 deep (400 KB of brackets), in each place a notebook holds JSON: Python's
+    JSON parser raises RecursionError on them. With *notebook*, also that notebook with a value 500 deep in its
+    metadata: valid JSON that parses, yet deeper than nbformat can take."""
+    deep_list, deep_object = b"[" * 200_000 + b"]" * 200_000, b'{"a": ' * 200_000 + b"{}" + b"}" * 200_000
+    cell = b'{"cell_type": "code", "metadata": {}, "execution_count": 1, "source": %s, "outputs": [%s]}'
+    output = b'{"output_type": "execute_result", "metadata": {}, "execution_count": 1, "data": {"application/json": %s}}'
+    notebook_of = b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [%s]}'
+    bombs = {"cells": b'{"cells": ' + deep_list + b"}",
+             "metadata": b'{"cells": [], "metadata": ' + deep_object + b"}",
+             "source": notebook_of % (cell % (deep_list, b"")),
+             "outputs": notebook_of % (cell % (b'""', output % deep_object))}
+    if notebook is not None:
+        marked = copy.deepcopy(notebook)
+        marked.metadata["deep"] = "DEEP"
+        bombs["deep_metadata"] = nbformat.writes(marked).encode().replace(b'"DEEP"', b"[" * 500 + b"]" * 500)
+    return bombs

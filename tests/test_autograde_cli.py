@@ -7,6 +7,7 @@ test_autograde_release.py.
 import copy
 import hashlib
 import json
+import os
 import sys
 import uuid
 import zipfile
@@ -19,15 +20,15 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograde_cheats import (CODE_CHEATS, FORGERIES, NOTEBOOK_CHEATS, liar_answer, patch_inside, with_cheat,
                               with_forgery, with_replayed_inputs)
-from autograde_fixtures import (HIDDEN_MARK, HOSTILE_CODE, HOSTILE_MARKDOWN, MINI, MINI_JUDGES, Page, captured_mini,
-                                cell_index, fill, formgrader_page, insert_after, make_course, read_csv,
-                                release_and_answers, run_cli, stock_nbgrader, what_could_run, write)
+from autograde_fixtures import (HIDDEN_MARK, HOSTILE_CODE, HOSTILE_MARKDOWN, MINI, MINI_JUDGES, Page, bracket_bombs,
+                                captured_mini, cell_index, fill, formgrader_page, insert_after, make_course,
+                                read_csv, release_and_answers, run_cli, stock_nbgrader, what_could_run, write)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
 WRONG = "def double(x):\n    return 3 * x\n"
 TESTS = ["test_visible", "test_hidden"]
-ESCAPE_MARK = "654.321"
+ESCAPE_MARK = f"654.{os.getpid()}"  # what the notebooks' own processes run: `sleep ESCAPE_MARK`
 RUN_MARK = "AUTOGRADE_TEST_RUN"
 
 
@@ -129,6 +130,8 @@ def build_class(folder: Path, course: Path, release, answers):
     hostile = insert_after(correct, "double", HOSTILE_CODE)
     hostile.cells.insert(0, new_markdown_cell(HOSTILE_MARKDOWN))
     add("hostile_html", hostile, 3, "ok")
+    # A value over the message cap (32 MB): the kernel is cut off, and no test after it counts.
+    add("huge_value", insert_after(correct, "double", "'x' * 50_000_000"), 0, None)
     spy = fill(release, {"double": "import sys, traceback\ndef double(x):\n    traceback.print_stack(file=sys.stdout)\n    return 2 * x\n",
                          "written": answers["written"]})
     spy.cells.append(new_code_cell("print('\\n'.join(In))"))
@@ -143,7 +146,7 @@ def graded(course, mini, tmp_path_factory):
     expected = build_class(folder, course, release, answers)
     before = _tree_digest(folder), _tree_digest(course)
     out = tmp_path_factory.mktemp("out")
-    run_mark = uuid.uuid4().hex  # in the environment of every process of this run: kernels inherit it
+    run_mark = uuid.uuid4().hex  # in the environment of the grader's own processes (never in a kernel's)
     done = run_cli("grade", folder, "--assignment", MINI, "--out", out, "--course", course, "--jobs", "2",
                    "--timeout", "5", "--memory", "1024", env={RUN_MARK: run_mark})
     return {"folder": folder, "out": out, "done": done, "expected": expected, "rows": read_csv(out / "grades.csv")
@@ -179,7 +182,8 @@ def test_grades_csv_columns(graded):
     *[f"forged_{name}" for name in FORGERIES], "forged_answers_from_captured_inputs",
     "honest_delete_tests", "honest_tests_to_markdown", "honest_unlock_tests", "honest_strip_test_metadata",
     "empty", "pdf", "truncated", "other_assignment", "no_notebook", "os_exit", "ignores_interrupts",
-    "memory_one_process", "memory_many_processes", "fork_bomb", "escapes", "kills_its_supervisor", "flood", "spy"])
+    "memory_one_process", "memory_many_processes", "fork_bomb", "escapes", "kills_its_supervisor", "flood", "spy",
+    "huge_value"])
 def test_score_and_status(graded, student):
     score, status = graded["expected"][student]
     row = graded["rows"][student]
@@ -238,10 +242,28 @@ def test_feedback_and_formgrader_show_student_html_cleaned(graded, monkeypatch):
     assert "__pwned" not in "".join(Page(hostile).scripts) and "<b>table</b>" in hostile
 
 
+def test_a_value_over_the_message_cap_stops_the_notebook(graded):
+    row = graded["rows"]["huge_value"]
+    assert row["status"] != "ok" and row["test_visible"] == row["test_hidden"] == "0", row
+    autograded = graded["out"] / "nbgrader" / "autograded" / "huge_value" / MINI / f"{MINI}.ipynb"
+    assert autograded.stat().st_size < 1_000_000
+
+
 def _of_the_run(process: psutil.Process, mark: str) -> bool:
+    """Whether *process* is one the run started: the grader's own (they carry its mark in their environment),
+    what a notebook started (named by its command line: a kernel gets none of the grader's environment), or a
+    warm kernel server, or a kernel forked from it, whose run's folder is gone."""
     try:
-        return process.status() != psutil.STATUS_ZOMBIE and process.environ().get(RUN_MARK) == mark
-    except psutil.Error:
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        command = process.cmdline()
+        if command[:2] == ["sleep", ESCAPE_MARK]:
+            return True
+        if "autograde.sandbox.zygote" in command:
+            server_socket = command[command.index("autograde.sandbox.zygote") + 1]
+            return not os.path.exists(os.path.dirname(server_socket))
+        return process.environ().get(RUN_MARK) == mark
+    except (psutil.Error, IndexError):
         return False  # gone meanwhile, or not ours to read
 
 
@@ -249,6 +271,33 @@ def test_no_process_outlives_its_grading(graded):
     """Not the daemons the notebooks started (double forks, setsid), not the warm server, not a supervisor."""
     assert graded["done"].returncode == 0
     assert [p.pid for p in psutil.process_iter() if _of_the_run(p, graded["run_mark"])] == []
+
+
+SECRET = "AUTOGRADE_TEST_TOKEN"
+SHOW_ENVIRONMENT = ("import json, os\n"
+                    "print('ENVIRON', json.dumps(dict(os.environ)))\n"
+                    "print('PROC', open('/proc/self/environ').read().replace('\\0', ' '))\n")
+
+
+@pytest.mark.parametrize("kernel", ["cold", "warm"])
+def test_a_kernel_gets_none_of_the_graders_environment(course, mini, tmp_path, kernel):
+    release, answers = mini
+    token = uuid.uuid4().hex
+    write(insert_after(fill(release, answers), "double", SHOW_ENVIRONMENT), tmp_path / "class" / "spy.ipynb")
+    out = tmp_path / "out"
+    done = run_cli("grade", tmp_path / "class", "--assignment", MINI, "--out", out, "--course", course, "--kernel",
+                   kernel, env={SECRET: f"secret-{token}", "PWD": f"/home/{token}/course", "OLDPWD": f"/home/{token}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_csv(out / "grades.csv")["spy"]["score"] == "3"
+    autograded = nbformat.read(out / "nbgrader" / "autograded" / "spy" / MINI / f"{MINI}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for cell in autograded.cells for o in cell.get("outputs", []))
+    environ = json.loads(printed.split("ENVIRON ", 1)[1].splitlines()[0])
+    assert "PROC " in printed and token not in printed  # not in os.environ, nor what the process started with
+    assert not {SECRET, "PWD", "OLDPWD"} & set(environ), sorted(environ)
+    assert environ["HOME"] == environ["TMPDIR"] == "/tmp"
+    assert environ["NBGRADER_EXECUTION"] == "autograde"  # what nbgrader tells notebooks still reaches them
+    assert set(environ["PATH"].split(":")) <= {str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"}
+    assert token not in (out / "feedback" / "spy.html").read_text(encoding="utf-8")
 
 
 def test_inputs_are_not_modified(graded):
@@ -320,6 +369,31 @@ def test_exit_codes_when_the_tool_cannot_run(course, tmp_path, args, code):
     values = {"folder": tmp_path / "class", "out": tmp_path / "out", "course": course}
     done = run_cli(*[a.format(**values) for a in args])
     assert done.returncode == code, done.stderr
+
+
+def test_files_nested_too_deeply_get_their_row_and_the_class_is_graded(course, mini, tmp_path):
+    """Notebooks of brackets nested 200,000 deep (a RecursionError for Python's JSON parser), and a student's zip
+    whose data cannot be decompressed: each of those students gets a row that says why, everyone else is graded."""
+    release, answers = mini
+    folder = tmp_path / "class"
+    write(fill(release, answers), folder / "ann.ipynb")
+    bombs = bracket_bombs(fill(release, answers))
+    for name, data in bombs.items():
+        (folder / f"bomb_{name}.ipynb").write_bytes(data)
+    with zipfile.ZipFile(folder / "carol.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("work/mini.ipynb", nbformat.writes(fill(release, answers)))
+    data = bytearray((folder / "carol.zip").read_bytes())
+    data[60:90] = bytes(b ^ 0x5A for b in data[60:90])  # inside the entry's compressed data
+    (folder / "carol.zip").write_bytes(data)
+    done = run_cli("grade", folder, "--assignment", MINI, "--out", tmp_path / "out", "--course", course,
+                   "--similarity")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_csv(tmp_path / "out" / "grades.csv")
+    assert set(rows) == {"ann", "carol"} | {f"bomb_{name}" for name in bombs}
+    assert rows["ann"]["score"] == "3" and rows["carol"]["status"] != "grader error"
+    for name in bombs:
+        assert (rows[f"bomb_{name}"]["status"], rows[f"bomb_{name}"]["score"]) == ("invalid notebook", "0"), name
+        assert "nested" in rows[f"bomb_{name}"]["notes"]
 
 
 def test_an_empty_class_is_not_an_error(course, tmp_path):

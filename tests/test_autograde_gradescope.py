@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 
 from autograde_cheats import FORGERIES, patch_inside, with_forgery
-from autograde_fixtures import (MINI, PYTHON, REPO, captured_mini, fill, gradescope_root, make_course,
+from autograde_fixtures import (MINI, PYTHON, REPO, bracket_bombs, captured_mini, fill, gradescope_root, make_course,
                                 release_and_answers, run_cli)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
@@ -79,6 +79,7 @@ def graded(bundle, roots):
         "correct": {"mini.ipynb": fill(release, answers)},
         "wrong": {"mini.ipynb": fill(release, {"double": WRONG})},
         "broken": {"mini.ipynb": b"this is not JSON {"},
+        "nested": {"mini.ipynb": bracket_bombs()["cells"]},
         "cheating": {"mini.ipynb": fill(release, {"double": patch_inside(WRONG, "double")})},
         **{f"forged_{name}": {"mini.ipynb": fill(release, {"double": with_forgery(WRONG, name, bundle["captured"])})}
            for name in FORGERIES},
@@ -166,9 +167,11 @@ def test_hidden_test_code_never_reaches_results_json(graded):
         assert "Traceback" not in text and "File \"" not in text, name
 
 
-def test_a_broken_file_gets_zero_and_says_why(graded):
-    results = json.loads(graded["broken"][2])
-    assert results["score"] == 0
+@pytest.mark.parametrize("case", ["broken", "nested"])
+def test_a_broken_file_gets_zero_and_says_why(graded, case):
+    code, _log, text = graded[case]
+    results = json.loads(text)
+    assert code == 0 and results["score"] == 0
     assert "Status: invalid notebook." in results["output"] and "could not be read" in results["output"]
     automatic = [test for test in results["tests"] if test["name"] != WRITTEN]
     assert all(test["status"] == "failed" and test["output"].startswith("Not run") for test in automatic)
@@ -223,3 +226,24 @@ def test_notes_that_quote_a_hidden_line_are_redacted(bundle, tmp_path, monkeypat
     hidden = "torch.testing.assert_close(double(torch.tensor([1.5, -2.0])), torch.tensor([3.0, -4.0]))"
     assert _redacted(["a note", f"the cell printed:\n    {hidden}"], template) == [
         "a note", "the cell printed:\n[hidden test line removed]"]
+
+
+def test_a_failure_while_writing_results_json_still_writes_one(bundle, tmp_path, monkeypatch):
+    """Writing results.json reads the autograded notebook, which holds what the student's kernel printed: whatever
+    goes wrong there, Gradescope gets a results.json that says it is no grade."""
+    from autograde import gradescope
+    from autograde.results import Result
+
+    with zipfile.ZipFile(bundle["zip"]) as zf:
+        zf.extractall(tmp_path / "source")
+    graded = gradescope.Graded(Result("submission", "mini.ipynb", str(tmp_path / "feedback.html"), 4.0), None, None)
+    monkeypatch.setattr(gradescope, "_grade", lambda root, settings: graded)
+
+    def report(_graded):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(gradescope, "report", report)
+    assert gradescope.run(tmp_path) == 1
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    jsonschema.validate(results, SCHEMA)
+    assert results["tests"] == [] and "not a grade" in results["output"]

@@ -114,6 +114,17 @@ def test_blackboard_download(notebooks, tmp_path):
     assert len(found.ignored) == 4 and all("Blackboard receipt" in line for line in found.ignored)
 
 
+def test_a_blackboard_receipt_cut_inside_a_character(notebooks, tmp_path):
+    """Only a receipt's first 64 KiB are read: a long comment in UTF-16 may be cut between the two halves of an
+    emoji."""
+    receipt = blackboard_receipt("HW_1", ZOE, T0, ["mini.ipynb"])
+    receipt += "a" * (32_766 - len(receipt)) + "\U0001F600 thanks!\n"  # the emoji's 4 bytes at 65,534 with the BOM
+    entries = [(blackboard_file("HW_1", ZOE, T0), receipt.encode("utf-16"), T0),
+               (blackboard_file("HW_1", ZOE, T0, "mini.ipynb"), notebooks["correct"], T0)]
+    _found_, rows, _ = _found(tmp_path, write_zip(tmp_path / "bb.zip", entries))
+    assert rows["zangstrom"].name == "Zoë Ångström"
+
+
 def test_blackboard_usernames_without_receipts(notebooks, tmp_path):
     """Receipts in another language, or none: the assignment is the prefix all the files share."""
     entries = [(blackboard_file("HW_1", s, T0, "mini.ipynb"), notebooks["blank"], T0) for s in (ZOE, JOSE, MARY)]

@@ -150,6 +150,25 @@ def test_the_kernel_exiting_also_ends_what_it_started(workdir, isolate):
     assert gone(marker)
 
 
+def _ended_unnoticed(pid: int) -> bool:
+    """Whether a process below *pid* has exited and waits to be collected (its supervisor has not looked yet)."""
+    try:
+        return any(p.status() == psutil.STATUS_ZOMBIE for p in psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.parametrize("isolate", ISOLATION)
+def test_a_kernel_that_ended_before_the_grader_let_go_is_reported_as_ended(tmp_path, isolate):
+    """The grader lets go of a kernel it lost its connection to: if the kernel had ended by itself, the report says
+    so (not "stopped by the grader"), even when the supervisor's watchdog had not looked since."""
+    kernel = Supervised(tmp_path, "import sys; sys.exit(3)", isolate, watchdog_interval_s=600)
+    assert kernel.event()["event"] == "started"
+    assert poll(lambda: _ended_unnoticed(kernel.process.pid))
+    report = kernel.stop()
+    assert (report["reason"], report.get("exit_code")) == ("kernel died", 3)
+
+
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_memory_of_all_processes_counts(workdir, isolate):
     code = """

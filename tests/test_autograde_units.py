@@ -17,7 +17,9 @@ from autograde.inputs import NotebookChooser, discover, open_submissions, read_s
 from autograde.preprocessors import REDACTED, HideHiddenTests, NotGradable, RestoreCells
 from autograde.results import Result, write_grades
 
-from autograde_fixtures import mini_source
+from autograde_fixtures import bracket_bombs, mini_source
+
+BOMBS = bracket_bombs(mini_source())
 
 
 # -- safe unzip ---------------------------------------------------------------------------------
@@ -63,6 +65,27 @@ def test_zip_bombs_stop_at_the_size_limit(tmp_path):
     big = tmp_path / "out" / "big.ipynb"
     assert big.stat().st_size == 1 << 20 and big.resolve() in result.truncated
     assert sum(p.stat().st_size for p in result.files) <= 3 << 19
+
+
+def _corrupt(archive: Path, name: str) -> Path:
+    """*archive* with the compressed data of its entry *name* scrambled (its headers intact)."""
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 2, start + 40):
+        data[i] ^= 0x5A
+    archive.write_bytes(data)
+    return archive
+
+
+def test_zip_entries_that_cannot_be_decompressed_are_skipped(tmp_path):
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ann.ipynb", b'{"cells": []}' * 1000)
+        zf.writestr("bob.ipynb", b'{"cells": []}' * 1000)
+    result = safezip.extract(_corrupt(archive, "ann.ipynb"), tmp_path / "out")  # zlib.error: not an OSError
+    assert "ann.ipynb" in result.skipped and (tmp_path / "out" / "bob.ipynb").read_bytes() == b'{"cells": []}' * 1000
 
 
 def test_zip_names_from_other_systems_and_collisions(tmp_path):
@@ -154,6 +177,21 @@ def test_discovery_one_row_per_student_and_nested_zips(tmp_path):
     assert found["bob"].path.name == "mini.ipynb" and found["bob"].origin == "bob.zip/work/mini.ipynb"
 
 
+def test_discovery_ranks_notebooks_nested_too_deeply_for_the_json_parser(tmp_path):
+    """Choosing among a student's notebooks reads them in the grading run's own process: a RecursionError there
+    would stop the whole class."""
+    root = tmp_path / "class"
+    for name, data in BOMBS.items():
+        (root / "ann").mkdir(parents=True, exist_ok=True)
+        (root / "ann" / f"{name}.ipynb").write_bytes(data)
+        (root / f"bomb_{name}.ipynb").write_bytes(data)
+    (root / "ann" / "homework.ipynb").write_text(nbformat.writes(mini_source()))
+    chooser = NotebookChooser("mini", "mini", grade_ids=["double", "test_visible"])
+    found = {s.student_id: s for s in discover(root, chooser, tmp_path / "nested").submissions}
+    assert found["ann"].path.name == "homework.ipynb"  # the only one with this assignment's cells
+    assert {found[f"bomb_{name}"].path.name for name in BOMBS} == {f"bomb_{name}.ipynb" for name in BOMBS}
+
+
 def test_open_submissions_refuses_what_it_cannot_read(tmp_path):
     with pytest.raises(FileNotFoundError):
         open_submissions(tmp_path / "missing", tmp_path / "w")
@@ -178,6 +216,13 @@ def test_read_submission_classifies_files(data, name, status):
     with pytest.raises(NotGradable) as caught:
         read_submission(data, name, max_bytes=1024)
     assert caught.value.status == status
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_read_submission_rejects_json_nested_too_deeply(name):
+    with pytest.raises(NotGradable) as caught:
+        read_submission(BOMBS[name], "a.ipynb")
+    assert caught.value.status == st.INVALID and "nested" in caught.value.detail
 
 
 def test_read_submission_repairs_what_other_editors_write():

@@ -7,5 +7,7 @@
 * :mod:`autograde.sandbox.supervisor` — one kernel's namespaces, limits, watchdog and end (runs in the sandbox);
 * :mod:`autograde.sandbox.zygote` — the warm kernel server: ``import torch`` once, a forked kernel per submission;
 * :mod:`autograde.sandbox.kernel` — the jupyter_client kernel manager nbgrader's Execute uses to start them;
+* :mod:`autograde.sandbox.environment` — the environment variables a kernel gets (an allow-list);
+* :mod:`autograde.sandbox.connection` — the grader's end of a kernel's connections: the message size cap;
 * :mod:`autograde.sandbox.linux` — the Linux system calls Python's standard library lacks.
 """

@@ -30,16 +30,20 @@ from queue import Empty
 
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, Enum, Integer, List, Type, Unicode
 
 from .bwrap import bwrap_command, isolation_problem
-from .supervisor import KernelRequest, Limits
+from .connection import ConnectionWatch, WatchedChannel, WatchedContext
+from .environment import kernel_environment
+from .supervisor import STOPPED_BY_GRADER, KernelRequest, Limits
 
 START_TIMEOUT_S = 120  # a cold kernel on a loaded machine imports ipykernel first
 STOP_TIMEOUT_S = 10
+OUTPUT_TOO_LARGE = "output too large"  # a stop reason (SandboxProvisioner.stop_reason), as the supervisor's are
 
 
 class SupervisedKernel:
@@ -102,13 +106,18 @@ class SupervisedKernel:
     def terminate(self) -> None:
         self.kill()
 
-    def kill(self) -> None:
-        """Let go of the kernel: its supervisor kills it and everything it started, then reports."""
+    def let_go(self) -> None:
+        """Tell the supervisor to end the kernel (it kills it and everything it started, then reports)."""
         if self.stopped is None:
             try:
                 self.control.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+    def kill(self) -> None:
+        """Let go of the kernel and wait for the supervisor's report."""
+        self.let_go()
+        if self.stopped is None:
             self.wait(STOP_TIMEOUT_S)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # an unresponsive supervisor: bwrap's death takes the sandbox with it
@@ -124,6 +133,8 @@ class SupervisedKernel:
 
 class SandboxProvisioner(LocalProvisioner):
     """Starts the kernel through a supervisor: from the warm server, or cold in a new bubblewrap sandbox."""
+
+    lost: dict | None = None  # the connection the client lost, when it did (IsolatedKernelManager.connection_lost)
 
     async def launch_kernel(self, cmd, **kwargs):
         manager: IsolatedKernelManager = self.parent
@@ -188,47 +199,102 @@ class SandboxProvisioner(LocalProvisioner):
             self.process.send_signal(signum)
 
     def stop_reason(self, timeout: float = STOP_TIMEOUT_S) -> dict:
-        """Why the kernel ended, as its supervisor reported it (waits up to *timeout* s for the report)."""
+        """Why the kernel ended, as its supervisor reported it (waits up to *timeout* s for the report); a kernel
+        still running when the client lost a connection to it was cut off by ZeroMQ for a message over the cap:
+        then ``{"reason": OUTPUT_TOO_LARGE, "limit_mb": 32, "channel": "iopub", ...}``."""
         kernel = getattr(self, "kernel", None)
         if kernel is None:
             return {}
         kernel.wait(timeout)
-        return kernel.stopped or {}
+        stopped = kernel.stopped or {}
+        if self.lost and stopped.get("reason") == STOPPED_BY_GRADER:
+            return {**stopped, "reason": OUTPUT_TOO_LARGE, **self.lost}
+        return stopped
 
 
 class GradingKernelClient(AsyncKernelClient):
-    """The client nbclient gets for a grading kernel: ready as soon as the kernel answers.
+    """The client nbclient gets for a grading kernel: ready as soon as the kernel answers, and capped.
 
     * jupyter_client's ``wait_for_ready`` then waits until IOPub has been quiet for 0.2 s, which only discards
       messages that nbclient ignores anyway (they belong to no cell);
     * it connects while the kernel is still starting, before the kernel has bound its sockets: ZeroMQ then tries
-      again after RECONNECT_IVL, 100 ms by default, which every kernel would wait for.
+      again after RECONNECT_IVL, 100 ms by default, which every kernel would wait for;
+    * a message part over ``max_message_mb`` never reaches the grader's memory: ZeroMQ drops the connection
+      instead (:mod:`autograde.sandbox.connection`). From then on every wait for a message raises nbclient's
+      ``DeadKernelError``, ``is_alive()`` is False, ``connection.lost`` names the channel, and the manager ends the
+      kernel, recording the reason :data:`OUTPUT_TOO_LARGE` for ``stop_reason()``.
     """
+
+    # Taking a message in costs the grader about three times its size. ipykernel sends what a cell prints within
+    # 0.2 s as one message: a loop printing 20 MB at once is a notebook to grade (tests/test_autograde_cli.py).
+    max_message_mb = Integer(32, help="largest message part a kernel may send (a cell's value, output or reply): "
+                             "ZeroMQ cuts a kernel that sends more off, and the kernel is stopped").tag(config=True)
+    shell_channel_class = Type(WatchedChannel, klass=AsyncZMQSocketChannel)
+    iopub_channel_class = Type(WatchedChannel, klass=AsyncZMQSocketChannel)
+    stdin_channel_class = Type(WatchedChannel, klass=AsyncZMQSocketChannel)
+    control_channel_class = Type(WatchedChannel, klass=AsyncZMQSocketChannel)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.connection = ConnectionWatch(self._connection_lost)
 
     def _context_default(self) -> zmq.asyncio.Context:
         self._created_context = True
-        context = zmq.asyncio.Context()
+        context = WatchedContext()
         context.setsockopt(zmq.RECONNECT_IVL, 10)
+        context.setsockopt(zmq.MAXMSGSIZE, self.max_message_mb << 20)  # (for every socket made from now on)
         return context
 
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
+        sock = super()._create_connected_socket(channel, identity)
+        self.connection.add(channel, sock)
+        return sock
+
+    def _connection_lost(self, channel: str) -> None:
+        if isinstance(self.parent, IsolatedKernelManager):
+            self.parent.connection_lost(channel, self.max_message_mb)
+
+    async def _async_is_alive(self) -> bool:
+        """nbclient asks every second while a cell runs: a kernel the grader lost a connection to is as good as
+        dead (whatever it sends on that channel is lost)."""
+        return self.connection.check() is None and await super()._async_is_alive()
+
+    is_alive = _async_is_alive
+
     async def _wait_until_answering(self, timeout: float | None = None) -> None:
+        """Ready once the kernel has answered a kernel_info request and IOPub has delivered a message.
+
+        Any kernel_info reply counts, as in jupyter_client: on a busy machine the kernel answers a request after
+        the next one was sent, and waiting for the reply to the latest request would keep the client one reply
+        behind for good. The kernel publishes its status on IOPub for each request: a message there means IOPub
+        is connected (what the first cell prints would be lost before that)."""
         timeout = START_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        reply, iopub = None, False
         while time.monotonic() < deadline:
-            msg_id = self.kernel_info()
-            try:
-                reply = await self.shell_channel.get_msg(timeout=1)
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    await self.iopub_channel.get_msg(timeout=0.2)  # IOPub is connected too
-                    self._handle_kernel_info_reply(reply)
-                    return
-            except Empty:
-                pass
+            self.kernel_info()
+            reply = reply or await _next_message(self.shell_channel, 1, "kernel_info_reply")
+            iopub = iopub or await _next_message(self.iopub_channel, 0.2) is not None
+            if reply and iopub:
+                self._handle_kernel_info_reply(reply)
+                return
             if not await self._async_is_alive():
                 raise RuntimeError("Kernel died before replying to kernel_info")
         raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
 
     wait_for_ready = _wait_until_answering
+
+
+async def _next_message(channel, timeout: float, msg_type: str | None = None) -> dict | None:
+    """The next message on *channel* (of *msg_type*: others are skipped) within *timeout* s; None if none came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            msg = await channel.get_msg(timeout=max(0.0, deadline - time.monotonic()))
+        except Empty:
+            return None
+        if msg_type is None or msg["msg_type"] == msg_type:
+            return msg
 
 
 class IsolatedKernelManager(AsyncKernelManager):
@@ -256,13 +322,22 @@ class IsolatedKernelManager(AsyncKernelManager):
                       tmp_mb=self.tmp_mb)
 
     def kernel_environment(self, env) -> dict:
-        env = dict(env or os.environ)
-        env.pop("JPY_PARENT_PID", None)  # a PID of the grader's namespace: meaningless to an isolated kernel
+        """The allow-listed part of *env* (see autograde.sandbox.environment), with a private home: the sandbox's
+        own /tmp, else a folder of the kernel's own, deleted with it."""
         if self.isolation == "bwrap":
-            env["HOME"] = "/tmp"  # the real home folder is not in the sandbox
-        if self.threads:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
-        return env
+            home = "/tmp"
+        else:
+            home = os.path.join(self.ipc_dir, "home")
+            os.makedirs(home, exist_ok=True)
+        return kernel_environment(env or os.environ, home, self.threads)
+
+    def connection_lost(self, channel: str, limit_mb: int) -> None:
+        """The client lost its connection on *channel*: the kernel died, or ZeroMQ cut it off for a message over
+        *limit_mb*. Either way the kernel is ended; the supervisor's report tells which (stop_reason)."""
+        provisioner = self.provisioner
+        if isinstance(provisioner, SandboxProvisioner) and provisioner.lost is None:
+            provisioner.lost = {"limit_mb": limit_mb, "channel": channel}
+            provisioner.process.let_go()
 
     @property
     def kernel_spec(self):

@@ -47,6 +47,7 @@ STAGE = "/run/autograde"  # an empty folder of the sandbox, where the supervisor
 MEMORY_LIMIT = "memory limit"
 TOO_MANY_PROCESSES = "too many processes"
 KERNEL_DIED = "kernel died"
+STOPPED_BY_GRADER = "stopped by the grader"
 _NAMESPACES = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS
 
 
@@ -127,7 +128,9 @@ def supervise(request: KernelRequest, control: socket.socket, start_kernel) -> i
         status = _watch(kernel, request, control)
     else:
         status = {"reason": "the kernel could not start (see its log)"}
-    _end(kernel, request.isolate)
+    ended = _end(kernel, request.isolate)
+    if status["reason"] == STOPPED_BY_GRADER and ended is not None and not _killed(ended):
+        status = _exit_status(ended)  # it had ended by itself as the grader let go (the grader may have seen it)
     if user:
         user.release()
     _disarm(request.writable)
@@ -218,7 +221,7 @@ def _watch(kernel: int, request: KernelRequest, control: socket.socket) -> dict:
         if readable:
             data = control.recv(4096)
             if not data:
-                return {"reason": "stopped by the grader"}
+                return {"reason": STOPPED_BY_GRADER}
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
@@ -287,21 +290,29 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _end(kernel: int, isolate: bool) -> None:
-    """Kill the kernel and everything it started. With isolation, killing PID 1 of the namespace is enough:
-    the OS kills the rest. Without, repeat until nothing is left (killed processes cannot fork any more)."""
+def _end(kernel: int, isolate: bool) -> int | None:
+    """Kill the kernel and everything it started; the kernel's wait status, unless it was collected before. With
+    isolation, killing PID 1 of the namespace is enough: the OS kills the rest. Without, repeat until nothing is
+    left (killed processes cannot fork any more)."""
     _signal(kernel, signal.SIGKILL)
+    ended = None
     for _ in range(100):
         left = [] if isolate else _live_descendants()
         for pid in left:
             _signal(pid, signal.SIGKILL)
         try:
-            os.waitpid(kernel, 0)
+            ended = os.waitpid(kernel, 0)[1]
         except ChildProcessError:
             pass
         _reap(kernel)
         if not left:
-            return
+            break
+    return ended
+
+
+def _killed(code: int) -> bool:
+    """Whether a wait status is that of SIGKILL (the one signal the kernel cannot send itself, as PID 1)."""
+    return os.WIFSIGNALED(code) and os.WTERMSIG(code) == signal.SIGKILL
 
 
 def _disarm(folders: list[str]) -> None:

@@ -36,6 +36,7 @@ import psutil
 
 from . import linux
 from .bwrap import bwrap_command
+from .environment import kernel_environment
 from .supervisor import KernelRequest, read_line, send, supervise
 
 # Packages the server may import in advance when the assignment does (well-behaved at import: no threads, no I/O).
@@ -205,7 +206,8 @@ class WarmKernelServer:
                    *self.modules]
         if self.isolate:
             command = bwrap_command(command, writable=[self.runtime_root])
-        env = dict(os.environ, MPLCONFIGDIR=self._matplotlib_cache())
+        # Its own environment is the kernels' too: /proc/self/environ shows what the server started with.
+        env = dict(kernel_environment(os.environ, self.runtime_root), MPLCONFIGDIR=self._matplotlib_cache())
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             start_new_session=True, env=env)
