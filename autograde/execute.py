@@ -47,7 +47,7 @@ from traitlets import Bool, Integer, Unicode
 from . import status as st
 from .judging import FOLDER, MIME, Grading
 from .preprocessors import add_to_report, report
-from .sandbox.kernel import IsolatedKernelManager
+from .sandbox.kernel import OUTPUT_TOO_LARGE, IsolatedKernelManager
 from .sandbox.supervisor import MEMORY_LIMIT, TOO_MANY_PROCESSES
 
 # (grading folder, reference notebook, seed) -> grade_id -> observations; a Jupyter server whose formgrader runs
@@ -321,6 +321,9 @@ class JudgedExecute(Execute):
             return st.MEMORY, f"the notebook used more than {why.get('limit_mb', '?')} MB of memory and was stopped"
         if reason == TOO_MANY_PROCESSES:
             return st.PROCESSES, f"the notebook started more than {why.get('limit', '?')} processes and was stopped"
+        if reason == OUTPUT_TOO_LARGE:
+            return st.OUTPUT_TOO_LARGE, (f"a cell's output or value was larger than {why.get('limit_mb', '?')} MB: the "
+                                         "grader cut the kernel off and stopped it")
         if why.get("signal"):
             return st.KERNEL_DIED, f"the kernel died (signal {why['signal']})"
         return st.KERNEL_DIED, "the kernel died (the notebook's code ended the Python process)"
