@@ -225,29 +225,6 @@ def test_an_interrupt_reaches_the_kernel(workdir, isolate):
     assert kernel.stopped()["exit_code"] == 5
 
 
-LEFT_BEHIND = """
-    import os
-    open("answer.txt", "w").write("mine")
-    os.symlink({victim!r}, "notebook.ipynb")  # the grader writes the autograded notebook here next
-    os.mkdir("sub")
-    os.symlink("/", "sub/root")
-    os.mkfifo("sub/fifo")  # a write would block the grader
-    open("kept.txt", "w").write("also mine")
-    os.link("kept.txt", "linked.txt")
-"""
-
-
-@pytest.mark.parametrize("isolate", ISOLATION)
-def test_links_and_fifos_a_kernel_leaves_are_removed_before_the_grader_writes(workdir, isolate):
-    victim = workdir / "victim.txt"
-    victim.write_text("the grader's")
-    kernel = Supervised(workdir, LEFT_BEHIND.format(victim=str(victim)), isolate)
-    assert kernel.stopped()["exit_code"] == 0, (kernel.folder / "kernel.log").read_text()
-    left = sorted(str(path.relative_to(kernel.folder)) for path in kernel.folder.rglob("*"))
-    assert left == ["answer.txt", "kernel.log", "sub"]
-    assert victim.read_text() == "the grader's"
-
-
 WHAT_THE_KERNEL_SEES = """
     import ctypes, json, os, socket
     libc = ctypes.CDLL(None, use_errno=True)

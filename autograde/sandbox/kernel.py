@@ -367,8 +367,9 @@ class IsolatedKernelManager(AsyncKernelManager):
         ipc_dir = getattr(self, "ipc_dir", None)
         if restart or ipc_dir is None:
             return
-        if self.kernel_log and os.path.exists(os.path.join(ipc_dir, "kernel.log")):
-            shutil.move(os.path.join(ipc_dir, "kernel.log"), self.kernel_log)
+        log = os.path.join(ipc_dir, "kernel.log")
+        if self.kernel_log and os.path.isfile(log) and not os.path.islink(log):  # (the kernel could write there)
+            shutil.move(log, self.kernel_log)
         shutil.rmtree(ipc_dir, ignore_errors=True)
 
     cleanup_resources = _async_cleanup_resources

@@ -18,14 +18,12 @@ Control socket, one JSON object per line: the supervisor says ``{"event": "start
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
 import select
 import signal
 import socket
-import stat
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -133,7 +131,6 @@ def supervise(request: KernelRequest, control: socket.socket, start_kernel) -> i
         status = _exit_status(ended)  # it had ended by itself as the grader let go (the grader may have seen it)
     if user:
         user.release()
-    _disarm(request.writable)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     send(control, event="stopped", kernel_cpu_s=round(usage.ru_utime + usage.ru_stime, 3), **status)
     return 0
@@ -313,24 +310,6 @@ def _end(kernel: int, isolate: bool) -> int | None:
 def _killed(code: int) -> bool:
     """Whether a wait status is that of SIGKILL (the one signal the kernel cannot send itself, as PID 1)."""
     return os.WIFSIGNALED(code) and os.WTERMSIG(code) == signal.SIGKILL
-
-
-def _disarm(folders: list[str]) -> None:
-    """Once nothing of the kernel runs: remove what it left in its folders that would make the grader write
-    elsewhere or hang, were it ever to write there: links, symbolic or hard, FIFOs, sockets and devices. (The grader
-    writes nothing into a kernel's working folder, which it only deletes; it moves the kernel's log out of the IPC
-    folder. This is the second line of defence.)"""
-    found = []  # all of them first: removing one of two hard links would leave the other looking innocent
-    for folder in folders:
-        for where, folders_in, files in os.walk(folder):
-            for path in (os.path.join(where, name) for name in folders_in + files):
-                with contextlib.suppress(FileNotFoundError):  # the grader may be cleaning its IPC folder up
-                    info = os.lstat(path)
-                    if not stat.S_ISDIR(info.st_mode) and (not stat.S_ISREG(info.st_mode) or info.st_nlink > 1):
-                        found.append(path)
-    for path in found:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 def _live_descendants() -> list[int]:
