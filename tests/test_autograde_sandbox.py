@@ -159,10 +159,10 @@ def _ended_unnoticed(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
-def test_a_kernel_that_ended_before_the_grader_let_go_is_reported_as_ended(tmp_path, isolate):
+def test_a_kernel_that_ended_before_the_grader_let_go_is_reported_as_ended(workdir, isolate):
     """The grader lets go of a kernel it lost its connection to: if the kernel had ended by itself, the report says
     so (not "stopped by the grader"), even when the supervisor's watchdog had not looked since."""
-    kernel = Supervised(tmp_path, "import sys; sys.exit(3)", isolate, watchdog_interval_s=600)
+    kernel = Supervised(workdir, "import sys; sys.exit(3)", isolate, watchdog_interval_s=600)
     assert kernel.event()["event"] == "started"
     assert poll(lambda: _ended_unnoticed(kernel.process.pid))
     report = kernel.stop()
