@@ -73,7 +73,7 @@ def test_source_points_per_graded_part():
     totals = {}
     for grade_id, (part, points, _) in cells.items():
         totals[part] = totals.get(part, 0) + points
-    assert totals.pop(None) == 0, "only the grader's set-up comes before the first answer cell, worth no points"
+    assert None not in totals, "every graded cell tests an answer above it (the grader needs no set-up cell)"
     assert totals == POINTS
     for part in ah.GRADED:
         assert len(ah.cells_of({part}, nb)) >= 2, f"{part}: a visible test cell and at least one hidden one"

@@ -542,16 +542,23 @@ def block_layers(what, record, cin, cout, residual: bool):
           + f", got {n}")
 
 
-def test_residual_block_visible(student, reference, seed):
-    x = seeded(seed, "rb-visible", (2, 16, 8, 8))
+def visible_blocks(student, name, seed, salt):
+    """The two blocks the visible tests build: their shapes and final ReLU, and the trace of their layers. Returns
+    the input they ran on."""
+    x = seeded(seed, salt, (2, 16, 8, 8))
     for args, expected in [((16, 16), (2, 16, 8, 8)), ((16, 32, 2), (2, 32, 4, 4))]:
-        what = f"ResidualBlock{args}"
+        what = f"{name}{args}"
         record = student.sub(what)
         module(record, what)
         y = tensor(record.sub("output"), what)
         check(tuple(y.shape) == expected, f"{what} should turn {tuple(x.shape)} into {expected}, got {tuple(y.shape)}")
         check(y.min().item() >= 0, f"{what} ends with a ReLU, so its output cannot be negative")
-        verify_trace(what, record.sub("gate"), x, seed, f"rb-visible/{what}")
+        verify_trace(what, record.sub("gate"), x, seed, f"{salt}/{what}")
+    return x
+
+
+def test_residual_block_visible(student, reference, seed):
+    x = visible_blocks(student, "ResidualBlock", seed, "rb-visible")
     y = tensor(student.sub("off"), "ResidualBlock(16, 16)")
     check(close(y, F.relu(x), 1e-6, 0), "ResidualBlock(16, 16) with its BatchNorm weights and biases at zero should "
                                         "return relu(x): its conv-BN layers output zeros and its identity shortcut adds "
@@ -660,15 +667,8 @@ def test_residual_block_devices(student, reference, seed):
 
 
 def test_plain_block_visible(student, reference, seed):
-    x = seeded(seed, "pb-visible", (2, 16, 8, 8))
-    for args, expected in [((16, 16), (2, 16, 8, 8)), ((16, 32, 2), (2, 32, 4, 4))]:
-        what = f"PlainBlock{args}"
-        record = student.sub(what)
-        module(record, what)
-        y = tensor(record.sub("output"), what)
-        check(tuple(y.shape) == expected, f"{what} should turn {tuple(x.shape)} into {expected}, got {tuple(y.shape)}")
-        verify_trace(what, record.sub("gate"), x, seed, f"pb-visible/{what}")
-    return "PlainBlock: the shapes are right"
+    visible_blocks(student, "PlainBlock", seed, "pb-visible")
+    return "PlainBlock: the shapes and the final ReLU are right"
 
 
 def test_plain_block_no_shortcut(student, reference, seed):

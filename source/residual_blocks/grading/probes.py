@@ -534,20 +534,28 @@ def switch_off(module, skip=None) -> int:
     return len(norms)
 
 
-def test_residual_block_visible(namespace, seed):
-    cls = need(namespace, "ResidualBlock")
-    x = images(seed, "rb-visible", (2, 16, 8, 8))
+def visible_records(namespace, name, seed, salt, x, has_shortcut=False) -> dict:
+    """What the visible tests of a block check, for the two blocks they build: its layers, output and trace (with
+    *has_shortcut*, the layers of its shortcut are left out of the trace, as in `traced`)."""
+    cls = need(namespace, name)
     found = {}
     for args in [(16, 16), (16, 32, 2)]:
-        what = f"ResidualBlock{args}"
+        what = f"{name}{args}"
         torch.manual_seed(0)
         block = attempt(what, cls, *args)
         record = found[what] = module_record(block)
         if isinstance(block, nn.Module):
             block.to(DEVICE)
             record["output"] = output_record(run(what, block, x), x)
-            record["gate"] = traced(what, block, x.clone(), seed, f"rb-visible/{what}", getattr(block, "shortcut", None))
-    block = attempt("ResidualBlock(16, 16)", cls, 16, 16)
+            skip = getattr(block, "shortcut", None) if has_shortcut else None
+            record["gate"] = traced(what, block, x.clone(), seed, f"{salt}/{what}", skip)
+    return found
+
+
+def test_residual_block_visible(namespace, seed):
+    x = images(seed, "rb-visible", (2, 16, 8, 8))
+    found = visible_records(namespace, "ResidualBlock", seed, "rb-visible", x, has_shortcut=True)
+    block = attempt("ResidualBlock(16, 16)", need(namespace, "ResidualBlock"), 16, 16)
     if isinstance(block, nn.Module):
         block.to(DEVICE).eval()
         switch_off(block)
@@ -675,19 +683,7 @@ def test_residual_block_devices(namespace, seed):
 
 
 def test_plain_block_visible(namespace, seed):
-    cls = need(namespace, "PlainBlock")
-    x = images(seed, "pb-visible", (2, 16, 8, 8))
-    found = {}
-    for args in [(16, 16), (16, 32, 2)]:
-        what = f"PlainBlock{args}"
-        torch.manual_seed(0)
-        block = attempt(what, cls, *args)
-        record = found[what] = module_record(block)
-        if isinstance(block, nn.Module):
-            block.to(DEVICE)
-            record["output"] = output_record(run(what, block, x), x)
-            record["gate"] = traced(what, block, x.clone(), seed, f"pb-visible/{what}")
-    return found
+    return visible_records(namespace, "PlainBlock", seed, "pb-visible", images(seed, "pb-visible", (2, 16, 8, 8)))
 
 
 def test_plain_block_no_shortcut(namespace, seed):
