@@ -124,7 +124,7 @@ def _escape():
         os.wait()
         return "started"
 
-    job = os.path.dirname(os.path.dirname(os.path.dirname(os.getcwd())))
+    job = os.path.dirname(os.getcwd())  # the kernel works in a throw-away folder inside its job's folder
     files = list(visible((".ipynb", ".db")))
     status = open("/proc/self/status").read()
     found = {
@@ -134,7 +134,8 @@ def _escape():
         "solutions": [p for p in files if "### BEGIN " + "SOLUTION" in text(p) and "conv_output_size" in text(p)],
         "gradebooks": [p for p in files if "gradebook" in p and os.access(p, os.R_OK)],
         "read": {p: attempt(lambda: read(p)) for p in SECRETS + [job + "/gradebook.db"]},
-        "listed": {p: attempt(lambda: len(os.listdir(p))) for p in [job, "/autograder/source", "/autograder/grading"]},
+        "listed": {p: attempt(lambda: len(os.listdir(p))) for p in [job, os.path.dirname(job), "/autograder/source",
+                                                                   "/autograder/grading"]},
         "written": {p: attempt(lambda: write(p)) for p in TARGETS + [job + "/gradebook.db", job + "/sabotage"]},
         "tcp": attempt(lambda: connect(socket.AF_INET, ("127.0.0.1", PORT))),
         "warm_servers": {p: attempt(lambda: connect(socket.AF_UNIX, p))
