@@ -166,6 +166,7 @@ class JudgedExecute(Execute):
         self.reset_execution_trackers()
         self._check_assign_resources(resources or {})
         self._output_bytes, self._truncated, self._ran, self._probing = {}, set(), {}, None
+        self._probes_sent = False  # the kernel keeps the probes' source from the first probe that ran on
         if self.km is None:
             self.km = self.create_kernel_manager()
         workdir = _work_folder(self.resources.get("metadata", {}).get("path"), getattr(self.km, "runtime_root", None))
@@ -205,14 +206,19 @@ class JudgedExecute(Execute):
         if self._grading is None or not is_test(cell):
             return await self._run_cell(cell, index)
         grade_id = cell.metadata.nbgrader.grade_id
-        probe = new_code_cell(self._grading.probe_code(grade_id, self.run_seed(), self.max_observation_bytes))
+        probe = new_code_cell(self._grading.probe_code(grade_id, self.run_seed(), self.max_observation_bytes,
+                                                       with_source=not self._probes_sent))
         self._probing = grade_id
         try:
             return await self._run_cell(probe, index, store_history=False)
         finally:
             self._probing = None
             self._ran[grade_id] = self._ran.pop(id(probe), None)
+            self._probes_sent = self._probes_sent or self._ran[grade_id] == "ok"
             self.nb.cells[index] = cell  # nbclient keeps the cell it ran in the notebook: the test cell goes back
+            cell.metadata.pop("execution", None)  # nbclient's timestamps: the probe's, as a test cell run would have
+            if "execution" in probe.metadata:
+                cell.metadata["execution"] = probe.metadata["execution"]
 
     async def _run_cell(self, cell, index, store_history=True):
         try:

@@ -178,6 +178,7 @@ class Grading:
     def __init__(self, folder: Path):
         self.folder = Path(folder).resolve()
         self.probes_source = (self.folder / PROBES).read_text(encoding="utf-8")
+        self.probes_digest = hashlib.sha256(self.probes_source.encode()).hexdigest()[:16]
         digest = hashlib.sha256(str(self.folder).encode())
         for path in sorted(self.folder.glob("*.py")):  # an edited judge is loaded anew, in a long-lived server too
             digest.update(path.read_bytes())
@@ -201,10 +202,12 @@ class Grading:
         return [grade_id for grade_id in grade_ids
                 if not callable(getattr(self.probes, grade_id, None)) or not callable(getattr(self.judges, grade_id, None))]
 
-    def probe_code(self, grade_id: str, seed: int, limit: int) -> str:
-        """The code the kernel runs in place of the test cell *grade_id*."""
+    def probe_code(self, grade_id: str, seed: int, limit: int, with_source: bool = True) -> str:
+        """The code the kernel runs in place of the test cell *grade_id*; the probes' source goes *with_source*
+        (a kernel keeps it from its first probe on)."""
+        source = f", {self.probes_source!r}" if with_source else ""
         return ("from autograde.probing import run_probe as __autograde_run_probe\n"
-                f"__autograde_run_probe({self.probes_source!r}, {grade_id!r}, {seed!r}, {limit!r})\n"
+                f"__autograde_run_probe({grade_id!r}, {seed!r}, {limit!r}, {self.probes_digest!r}{source})\n"
                 "del __autograde_run_probe\n")
 
     def observe_here(self, grade_id: str, namespace: dict, seed: int):
@@ -232,6 +235,14 @@ class Grading:
             why = f"{type(error).__name__}: {error}"
             return Verdict(False, _cut(f"the grader could not judge this test ({why})"),
                            note=f"the judge of {grade_id} failed: {why}"[:500])
+
+    def rehearse(self, reference: dict, seed: int) -> None:
+        """Judge the reference's observations of every test once, dropping the verdicts: what the judges set up on
+        first use (lazy imports, torch's first calls, ~1 s) is then done in this process, and in the processes it
+        forks to grade."""
+        for grade_id, observed in reference.items():
+            if callable(getattr(self.judges, grade_id, None)):
+                self.judge(grade_id, observed, observed, seed)
 
     def _stop_message(self, stop: Observations) -> str:
         undefined = stop.get("undefined")

@@ -3,9 +3,10 @@
 A probe is a function of an assignment's ``grading/probes.py`` (see docs/instructors.md, "Writing probes and
 judges"): ``probe(namespace, seed) -> dict``. It calls the student's code, found in the notebook's *namespace*,
 on inputs it draws from *seed*, and returns what it saw: numbers, strings, lists, dicts, arrays. The grader sends
-the probe module's source and a fresh seed with every probe (:func:`run_probe`), so nothing here is a secret and
-nothing here decides a grade: whatever this module sends, the grader's judge (:mod:`autograde.judging`) compares
-with what it computes itself. A student's code can replace all of this; it then only loses its own points.
+the probe module's source with a kernel's first probe and a fresh seed with every probe (:func:`run_probe`), so
+nothing here is a secret and nothing here decides a grade: whatever this module sends, the grader's judge
+(:mod:`autograde.judging`) compares with what it computes itself. A student's code can replace all of this; it
+then only loses its own points.
 
 Arrays travel as base64 of their bytes with their dtype and shape (never pickled); the whole answer is one
 ``display_data`` message of the MIME type :data:`MIME`, at most ``limit`` bytes of JSON.
@@ -104,13 +105,33 @@ def observe(probes: types.ModuleType, name: str, namespace: dict, seed: int):
     return encode(observed)
 
 
-def run_probe(source: str, name: str, seed: int, limit: int) -> None:
-    """Load the probe module from *source*, run its probe *name* on the notebook's namespace, publish the result."""
+_MODULES: dict[str, types.ModuleType] = {}  # the probe modules this kernel was sent, by their digest
+
+
+def probes_module(digest: str, source: str | None = None) -> types.ModuleType:
+    """The probe module of *digest*, made from *source* when it comes (with a kernel's first probe only: compiling
+    it again for every probe, and IPython's input transformers reading it in every probe's cell, cost more than
+    most probes)."""
+    if source is not None and digest not in _MODULES:
+        module = types.ModuleType("autograde_probes")
+        exec(compile(source, "<probes>", "exec"), module.__dict__)  # noqa: S102 - the instructor's probe code
+        _MODULES[digest] = module
+    if digest not in _MODULES:
+        raise LookupError("the grader's probes are gone from the kernel: the notebook's code removed them")
+    return _MODULES[digest]
+
+
+def run_probe(name: str, seed: int, limit: int, digest: str, source: str | None = None) -> None:
+    """Run the probe *name* of the probe module *digest* (made from *source*, when sent) on the notebook's
+    namespace, and publish what it observed."""
     from IPython import get_ipython
     from IPython.display import publish_display_data
 
-    module = types.ModuleType("autograde_probes")
-    exec(compile(source, "<probes>", "exec"), module.__dict__)  # noqa: S102 - the instructor's probe code
-    observed = observe(module, name, get_ipython().user_ns, seed)
+    try:
+        module = probes_module(digest, source)
+    except LookupError as lost:
+        observed = {"stopped": {"what": None, "type": "ProbeError", "message": str(lost)}}
+    else:
+        observed = observe(module, name, get_ipython().user_ns, seed)
     size = len(json.dumps(observed))
     publish_display_data({MIME: observed if size <= limit else {"oversized": size}})

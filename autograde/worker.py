@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -121,8 +122,8 @@ def prewarm(template: Template) -> None:
 
 def prepare_reference(template: Template, settings: Settings) -> None:
     """The probes' observations of the reference answers with this run's seed, computed once before the workers
-    fork (they inherit them). The kernel runs in a forked child, so that this process forks its workers without an
-    event loop or a kernel client of its own."""
+    fork (they inherit them), and judged once (see `Grading.rehearse`). The kernel runs in a forked child, so that
+    this process forks its workers without an event loop or a kernel client of its own."""
     grading = template.grading()
     if grading is None:
         return
@@ -143,6 +144,11 @@ def prepare_reference(template: Template, settings: Settings) -> None:
     if "error" in answer:
         raise AutogradeError(f"the reference answers could not be probed: {answer['error'][:2000]}")
     remember_reference(executor.reference_key(grading, template.source_notebook), answer["observed"])
+    # The workers fork from this process: judged once here, they start with what the judges set up on first use.
+    # With one torch thread, since a thread pool started here would not survive the fork (judges' tensors are small).
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    grading.rehearse(answer["observed"], executor.run_seed())
 
 
 def run_job(job: Job, template: Template, settings: Settings) -> Result:

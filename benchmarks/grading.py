@@ -192,8 +192,8 @@ def _cell_seconds(path: Path) -> float:
 def _floor(cells: float, stock_wall: float, wall: float, cores: int) -> str:
     """What the notebook's own compute leaves to win: no grader runs a class faster than its cells on every core."""
     floor = COPIES * cells / cores
-    return (f"The notebook's own cells (answers, tests, the training runs and plots it asks for) took a median "
-            f"{cells:.2f} s per submission in the tool's warm kernels (nbclient's timestamps in the autograded "
+    return (f"The notebook's own cells (answers, the tests' probes, the training runs and plots it asks for) took "
+            f"a median {cells:.2f} s per submission in the tool's warm kernels (nbclient's timestamps in the autograded "
             f"notebooks). With {cores} kernels at once no grader can grade the class in less than {floor:.1f} s, "
             f"so the best possible speed-up over stock nbgrader here is {stock_wall / floor:.1f}×; the tool's "
             f"time beyond that floor, start-up included, was {wall - floor:.1f} s.")

@@ -182,7 +182,7 @@ FORGERIES = {
         import json, sys, types
         _CAPTURED = json.loads({captured!r})
         _fake = types.ModuleType("autograde.probing")
-        def _run_probe(source, name, seed, limit):
+        def _run_probe(name, seed, limit, digest, source=None):
             from IPython.display import publish_display_data
             publish_display_data({{{mime!r}: _CAPTURED.get(name, {{}})}})
         _fake.run_probe = _run_probe
@@ -236,13 +236,12 @@ FORGERIES = {
 # A kernel that answers every probe itself: run_probe replaced, the observations built by forgers (a module's
 # source defining FORGERS[grade_id](probe module, namespace, seed), see tests/autograde_forgers.py).
 LIVE_FORGERY = """
-import types as _types, autograde.probing as _probing
+import autograde.probing as _probing
 _forgers = {{}}
 exec(compile({forgers!r}, "<forgers>", "exec"), _forgers)
-def _run_probe(source, name, seed, limit):
+def _run_probe(name, seed, limit, digest, source=None):
     from IPython.display import publish_display_data
-    module = _types.ModuleType("autograde_probes")
-    exec(compile(source, "<probes>", "exec"), module.__dict__)
+    module = _probing.probes_module(digest, source)
     forger = _forgers["FORGERS"].get(name)
     namespace = get_ipython().user_ns
     observed = _probing.encode(forger(module, namespace, seed)) if forger else _probing.observe(module, name,

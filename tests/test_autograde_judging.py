@@ -184,8 +184,11 @@ def _verdict(outputs):
 def test_a_test_cell_never_runs_in_the_kernel_its_probe_does(course):
     # The test cell's own code would fail, print and raise: it never runs; the judge decides from the probe.
     test = "print('the test cell ran')\nraise AssertionError('the test cell ran')"
-    outputs, report = _grade(course, _notebook("def square(x):\n    return x * x", ("test_square", test)))
+    nb = _notebook("def square(x):\n    return x * x", ("test_square", test))
+    outputs, report = _grade(course, nb)
     assert _verdict(outputs["test_square"]) == ("passed", "square squares\n")
+    assert nb.cells[-1].source == test and {"iopub.execute_input", "shell.execute_reply"} <= set(
+        nb.cells[-1].metadata.execution)  # the test cell, with the times its probe ran
     outputs, _ = _grade(course, _notebook("def square(x):\n    return x + x", ("test_square", "pass")))
     assert _verdict(outputs["test_square"]) == ("failed", "square(x) should be x * x")
 
@@ -210,6 +213,34 @@ def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
     assert "more than once" in _verdict(outputs["test_twice"])[1] and "tampering detected" in report["statuses"]
     assert "larger than the grader accepts" in _verdict(outputs["test_big"])[1]
     assert _verdict(outputs["test_slow"]) == ("failed", "this test did not finish: it ran past the time limit")
+
+
+@linux
+def test_a_kernel_is_sent_the_probes_once_and_a_notebook_that_drops_them_fails_the_tests_after(course, monkeypatch):
+    sent = []
+    probe_code = Grading.probe_code
+    monkeypatch.setattr(Grading, "probe_code", lambda self, grade_id, seed, limit, with_source=True: sent.append(
+        (grade_id, with_source)) or probe_code(self, grade_id, seed, limit, with_source))
+    nb = _notebook("def square(x):\n    return x * x", ("test_slow", "pass"), ("test_square", "pass"),
+                   before_tests="SLOW = True")
+    nb.cells += [new_code_cell("import autograde.probing\nautograde.probing._MODULES.clear()"),
+                 _cell("pass", "test_big", grade=True)]
+    outputs, _ = _grade(course, nb, timeout_func=lambda cell: 2 if "'test_slow'" in cell.source else 300)
+    # The slow probe was interrupted: the source goes again with the next one, and never after.
+    assert sent[-3:] == [("test_slow", True), ("test_square", True), ("test_big", False)]
+    assert _verdict(outputs["test_square"]) == ("passed", "square squares\n")
+    assert _verdict(outputs["test_big"]) == ("failed", "the test stopped: ProbeError: the grader's probes are gone "
+                                                       "from the kernel: the notebook's code removed them")
+
+
+def test_rehearsing_judges_every_test_of_the_reference_once(course, monkeypatch):
+    grading = Grading(course / "source" / "tiny" / "grading")
+    seen = []
+    for name in ("test_square", "test_twice"):
+        monkeypatch.setattr(grading.judges, name, lambda student, reference, seed, name=name: seen.append(
+            (name, student.get("y"), reference.get("y"), seed)))
+    grading.rehearse({"test_square": {"y": 2}, "test_twice": {"y": 3}, "not_a_test": {}}, 7)
+    assert seen == [("test_square", 2, 2, 7), ("test_twice", 3, 3, 7)]
 
 
 def test_every_grading_run_draws_its_own_seed():
