@@ -31,6 +31,7 @@ WRONG = "def conv_output_size(size, kernel_size, stride=1, padding=0):\n    retu
 
 # The container's first process. It reaps what is reparented to it, waits for what is still exiting, and names
 # whatever is left a minute after the grading (a daemon that escaped would still be running).
+ENTRY_PATH = "/entry.py"
 ENTRY = f'''
 import json, os, socket, subprocess, time
 import psutil
@@ -189,13 +190,15 @@ def _grade_in_container(docker, image: str, bundle: Path, folder: Path, nb) -> d
     results.json, the ATTACKS line of the autograded notebook, and whether the bundle and upload stayed the same."""
     root = gradescope_root(bundle, folder / "autograder", {f"{NOTEBOOK}.ipynb": nb})
     (root / "results").mkdir()  # Gradescope's own, before the grader runs: a kernel must not write into it
-    (folder / "check").mkdir()
-    (folder / "check" / "entry.py").write_text(ENTRY)
+    entry = folder / "entry.py"
+    entry.write_text(ENTRY)
     before = _digests(root)
+    # The script goes in as one file: a folder mounted read-only could cover the host's own paths (a checkout
+    # under /check, say), which are mounted at the same paths.
     done = docker("run", "--rm", "--network", "none", *docker.host_mounts(), "-v", f"{root}:/autograder",
-                  "-v", f"{folder / 'check'}:/check:ro", "-e", f"AUTOGRADER_PYTHON={PYTHON}",
+                  "-v", f"{entry}:{ENTRY_PATH}:ro", "-e", f"AUTOGRADER_PYTHON={PYTHON}",
                   "-e", f"PATH={PYTHON.parent}:/usr/bin:/bin", "-e", "HOME=/root", image,
-                  PYTHON, "/check/entry.py", check=False)
+                  PYTHON, ENTRY_PATH, check=False)
     report = root / "check.json"
     assert report.exists(), f"the container did not run: {done.stderr[-3000:]}"
     check = json.loads(report.read_text())
