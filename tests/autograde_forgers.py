@@ -54,6 +54,12 @@ def _one_conv_gate(P, seed, salt, x, cin, cout, stride, out_shape, first_index=0
             "output": _out(torch.zeros(out_shape), x)}
 
 
+def _switched_off(P, seed, salt, layers):
+    """What a branch whose BatchNorm weights are 0 outputs (probes.switch_off, biases kept): its last BatchNorm's
+    bias, which the seed alone gives."""
+    return P.layer_values(seed, salt, layers[-1])["bias"][None, :, None, None]
+
+
 def _hw(s):
     return (8 - 1) // s + 1
 
@@ -97,7 +103,7 @@ def test_make_shortcut_projection(P, ns, seed):
         bias = P.layer_values(seed, salt, layers[1])["bias"]
         y = bias[None, :, None, None].expand(2, cout, hw, hw).clone()   # what BN(anything) is with eps=1e12
         x = P.images(seed, salt + "/x", (2, cin, 8, 8), 2.0, 1.0).cpu()
-        configs.append({"module": _mod(cin * cout + 2 * cout), "layers": layers, "kernels": [[1, 1]],
+        configs.append({"module": _mod(cin * cout + 2 * cout), "layers": layers,
                         "eval": {"output": _out(y, x)}, "pixel": _out(y, x), "train": {"output": _out(y, x)},
                         "input_after": x, "gradient": {"connected": True, "grad": torch.full(x.shape, 1e-9)},
                         "weight_grads": [True], "meta": _meta((2, cout, hw, hw))})
@@ -146,10 +152,12 @@ def test_residual_block_layers(P, ns, seed):
 def test_residual_block_adds_shortcut(P, ns, seed):
     configs = []
     for cin, cout, s in P.BLOCK_CONFIGS:
-        x = P.images(seed, f"rb-adds/{cin}/{cout}/{s}/x", (2, cin, 8, 8)).cpu()
-        y = F.relu(_standin_shortcut(P, x, seed, "rb-adds", cin, cout, s))
+        salt = f"rb-adds/{cin}/{cout}/{s}"
+        x = P.images(seed, f"{salt}/x", (2, cin, 8, 8)).cpu()
+        layers = [_conv(0, cin, cout, 3, s), _bn(1, cout), _conv(2, cout, cout, 3, 1), _bn(3, cout)]
+        y = F.relu(_switched_off(P, seed, salt, layers) + _standin_shortcut(P, x, seed, "rb-adds", cin, cout, s))
         configs.append({"module": _mod(), "shortcut": _shortcut_rec(), "norms_off": 2, "output": _out(y, x),
-                        "gate": _gate(P, seed, "rb-adds", cin, cout, s)})
+                        "layers": layers, "gate": _gate(P, seed, "rb-adds", cin, cout, s)})
     return {"configs": configs}
 
 
@@ -229,10 +237,11 @@ def test_plain_block_no_shortcut(P, ns, seed):
         x = P.images(seed, salt, (2, cin, 8, 8)).cpu()
         gate = _one_conv_gate(P, seed, salt, x, cin, cout, s, (2, cout, _hw(s), _hw(s)))
         xo = P.images(seed, f"pb-off/{cin}", (2, cin, 8, 8)).cpu()
+        off = F.relu(_switched_off(P, seed, salt, gate["layers"])).expand(2, cout, _hw(s), _hw(s)).clone()
         configs.append({"module": _mod(), "branch": {"layers": gate["layers"],
                                                      "parameters": _block_params(cin, cout, False),
                                                      "shortcut_parameters": None},
-                        "gate": gate, "off": _out(torch.zeros(2, cout, _hw(s), _hw(s)), xo)})
+                        "gate": gate, "off": _out(off, xo)})
     return {"configs": configs}
 
 

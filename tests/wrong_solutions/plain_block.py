@@ -21,6 +21,9 @@ CASES = [
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
         """)),
+    case("pb_zeros", "computes its branch, then returns zeros of its shape (passes the visible tests)",
+         loses={NO_SHORTCUT, FORMULA}, PlainBlock=forward(PLAIN_FORWARD.replace(
+             "return F.relu(self.bn2(self.conv2(out)))", "return torch.zeros_like(F.relu(self.bn2(self.conv2(out))))"))),
     case("pb_no_final_relu", "no ReLU at the end (passes the visible tests)", loses={FORMULA},
          PlainBlock=forward(PLAIN_FORWARD.replace("return F.relu(self.bn2(self.conv2(out)))",
                                                   "return self.bn2(self.conv2(out))"))),

@@ -130,4 +130,11 @@ CASES = [
         out = out + 0 * self.bn1(h)
         return F.relu(out + self.shortcut(x))
         """)),
+    case("rb_drops_branch", "computes its branch, then multiplies it by 0 (passes the visible tests)",
+         loses={ADDS, FORMULA, INPUT},
+         ResidualBlock=forward(RESIDUAL_FORWARD.replace("out + self.shortcut(x)", "0 * out + self.shortcut(x)"))),
+    case("rb_relu_on_each", "ReLU(branch) + ReLU(shortcut(x)): never negative, so it passes the visible tests",
+         loses={ADDS, FORMULA},
+         ResidualBlock=forward(RESIDUAL_FORWARD.replace("return F.relu(out + self.shortcut(x))",
+                                                        "return F.relu(out) + F.relu(self.shortcut(x))"))),
 ]

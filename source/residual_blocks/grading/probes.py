@@ -169,7 +169,7 @@ def run(what, module, x):
 def output_record(y, x=None) -> dict:
     """What a module returned for the input *x*: a tensor's values and device, or the type of anything else."""
     if isinstance(y, torch.Tensor):
-        found = {"tensor": True, "values": y, "device": y.device.type, "shape": list(y.shape)}
+        found = {"tensor": True, "values": y, "device": y.device.type}
         return dict(found, input_device=x.device.type) if isinstance(x, torch.Tensor) else found
     return {"tensor": False, "type": kind(y)}
 
@@ -233,8 +233,7 @@ def on_meta(run_it, real_args, meta_args, host_copies=False) -> dict:
             result = run_it(*meta_args)
     except Exception as error:  # noqa: BLE001 - the judge says what it means
         return {"ok": False, "error": f"{kind(error)}: {str(error)[:500]}"}
-    return {"ok": True, "result": output_record(result) if isinstance(result, torch.Tensor) else None,
-            "meta": isinstance(result, torch.Tensor) and result.device.type == "meta",
+    return {"ok": True, "meta": isinstance(result, torch.Tensor) and result.device.type == "meta",
             "shape": list(result.shape) if isinstance(result, torch.Tensor) else None}
 
 
@@ -247,7 +246,6 @@ def meta_forward(what, module, input_shape) -> list[dict]:
         x = torch.randn(input_shape, device=DEVICE)
         attempt(f"{what} (in {mode} mode)", lambda: real(x))
         outcome = on_meta(lambda m, t: m(t), (real, x), (meta, torch.empty(input_shape, device="meta")))
-        outcome.pop("result", None)
         found.append(dict(outcome, mode=mode))
     return found
 
@@ -450,7 +448,6 @@ def test_make_shortcut_projection(namespace, seed):
         module.to(DEVICE)
         salt = f"projection/{cin}/{cout}/{s}"
         record["layers"] = seed_layers(module, seed, salt)
-        record["kernels"] = [list(m.kernel_size) for m in module.modules() if isinstance(m, nn.Conv2d)]
         x = images(seed, salt + "/x", (2, cin, 8, 8), 2.0, 1.0)
         module.eval()  # first: a forward in training mode changes BatchNorm's running statistics
         record["eval"] = {"output": output_record(run(what, module, x), x)}
@@ -470,9 +467,13 @@ def test_make_shortcut_projection(namespace, seed):
 
 # -- parts 3 and 4: the blocks ---------------------------------------------------------------------------
 
+def signature(name, cin, cout, stride) -> str:
+    return f"{name}({cin}, {cout}, stride={stride})"
+
+
 def new_block(namespace, name, cin, cout, stride, keywords=False):
     cls = need(namespace, name)
-    what = f"{name}({cin}, {cout}, stride={stride})"
+    what = signature(name, cin, cout, stride)
     torch.manual_seed(0)
     if keywords:
         return what, attempt(what, cls, in_channels=cin, out_channels=cout, stride=stride)
@@ -524,11 +525,13 @@ def gate(what, block, seed, salt, config) -> dict:
 
 
 @torch.no_grad()
-def switch_off(module, skip=None) -> int:
-    """BatchNorm weights and biases at 0 outside *skip*: the conv-BN layers then output zeros."""
+def switch_off(module, skip=None, keep_biases=False) -> int:
+    """BatchNorm weights (and biases, unless *keep_biases*) at 0 outside *skip*: in eval mode each conv-BN layer
+    then outputs zeros, or its BatchNorm's bias on every pixel, whatever it is given. Kept biases make a branch's
+    output a value only the branch gives: a block that computes its branch and drops it cannot produce it."""
     norms = [m for m in layers_of(module, skip) if isinstance(m, _BatchNorm)]
     for norm in norms:
-        for tensor in (norm.weight, norm.bias):
+        for tensor in (norm.weight, None if keep_biases else norm.bias):
             if tensor is not None:
                 tensor.zero_()
     return len(norms)
@@ -588,9 +591,9 @@ def test_residual_block_adds_shortcut(namespace, seed):
             found.append(record)
             if isinstance(block, nn.Module):
                 record["gate"] = gate(what, block, seed, "rb-adds", (cin, cout, s))
-                _, record["shortcut_layers"] = seed_block(block, seed, f"rb-adds/{cin}/{cout}/{s}",
-                                                          record["shortcut"]["made"])
-                record["norms_off"] = switch_off(block, getattr(block, "shortcut", None))
+                record["layers"], record["shortcut_layers"] = seed_block(block, seed, f"rb-adds/{cin}/{cout}/{s}",
+                                                                         record["shortcut"]["made"])
+                record["norms_off"] = switch_off(block, getattr(block, "shortcut", None), keep_biases=True)
                 x = images(seed, f"rb-adds/{cin}/{cout}/{s}/x", (2, cin, 8, 8))
                 record["output"] = output_record(run(what, block.eval(), x), x)
     return {"configs": found}
@@ -649,7 +652,8 @@ def input_and_gradients(namespace, name, seed, salt, made=None) -> list[dict]:
         block.train().zero_grad(set_to_none=True)
         x = images(seed, f"{salt}/{cin}/grad", (2, cin, 8, 8))
         record["gradient"] = gradient(what, block, x, images(seed, f"{salt}/{cin}/weights", (2, cout, hw, hw)))
-        record["idle"] = [pname for pname, p in block.named_parameters() if p.grad is None]
+        # Zeros count as no gradient: a parameter whose layer's output is multiplied by 0 gets exactly 0.
+        record["idle"] = [pname for pname, p in block.named_parameters() if p.grad is None or not p.grad.any()]
         if name == "ResidualBlock" and isinstance(getattr(block, "shortcut", None), nn.Module):
             off = copy.deepcopy(block).eval()
             _, record["shortcut_layers"] = seed_block(off, seed, f"{salt}/{cin}/off", record["shortcut"]["made"])
@@ -697,7 +701,7 @@ def test_plain_block_no_shortcut(namespace, seed):
         record["branch"] = branch_record(block, None)
         x = images(seed, f"pb-layers/{cin}/{cout}/{s}", (2, cin, 8, 8))
         record["gate"] = traced(what, block.to(DEVICE), x, seed, f"pb-layers/{cin}/{cout}/{s}")
-        switch_off(block)
+        switch_off(block, keep_biases=True)
         x = images(seed, f"pb-off/{cin}", (2, cin, 8, 8))
         record["off"] = output_record(run(what, block.eval(), x), x)
     return {"configs": found}
@@ -983,13 +987,17 @@ def loss_list(losses) -> dict:
     return record
 
 
+def train_call(steps, **options) -> str:
+    return f"train(model, images, labels, {steps}" + "".join(f", {k}={v}" for k, v in options.items()) + ")"
+
+
 def train_record(namespace, model, images, labels, steps, **options) -> dict:
     """Run the student's train on the probe's model: what it returned, and every forward pass's mode and batch."""
     train = need(namespace, "train")
     course = course_code(train)
     if course:
         return {"course": course}
-    what = f"train(model, images, labels, {steps}" + "".join(f", {k}={v}" for k, v in options.items()) + ")"
+    what = train_call(steps, **options)
     losses = attempt(what, train, model, images, labels, steps, **options)
     calls = model[0].calls
     return {"returned": loss_list(losses), "modes": [training for training, _ in calls],
@@ -997,8 +1005,7 @@ def train_record(namespace, model, images, labels, steps, **options) -> dict:
 
 
 def test_train_visible(namespace, seed):
-    images = normal(seed, "toy", (64, 1, 4, 4))
-    labels = (images.mean(dim=(1, 2, 3)) > 0).long()
+    images, labels = easy_problem(seed, "toy", 64)
     return train_record(namespace, probe_model(seed, "toy"), images, labels, 30, lr=0.05, batch_size=16)
 
 
@@ -1038,7 +1045,6 @@ def test_train_seed_data_devices(namespace, seed):
     train = need(namespace, "train")
     found["meta"] = on_meta(lambda m: train(m, images, labels, 3, lr=0.01, batch_size=32), (model.to(DEVICE),),
                             (meta,), host_copies=True)
-    found["meta"].pop("result", None)
     found["meta_stays"] = all(p.device.type == "meta" for p in meta.parameters())
     if DEVICE.type == "cuda":
         model = probe_model(seed, "cuda", batch_norm=True).to(DEVICE)
@@ -1072,12 +1078,16 @@ def figure_record(figure) -> dict:
             "figure_legends": [t.get_text() for legend in figure.legends for t in legend.get_texts()]}
 
 
+def plot_call(data) -> str:
+    return "plot_loss_curves({" + ", ".join(f"{k!r}: [{len(v)} losses]" for k, v in data.items()) + "})"
+
+
 def plot_record(namespace, data) -> tuple:
     plot = need(namespace, "plot_loss_curves")
     course = course_code(plot)
     if course:
         return None, {"course": course}
-    what = "plot_loss_curves({" + ", ".join(f"{k!r}: [{len(v)} losses]" for k, v in data.items()) + "})"
+    what = plot_call(data)
     figure = attempt(what, plot, data)
     return figure, figure_record(figure)
 
