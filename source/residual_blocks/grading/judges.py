@@ -280,8 +280,7 @@ def test_make_shortcut_visible(student, reference, seed):
 
 
 def test_make_shortcut_identity(student, reference, seed):
-    configs = student.each("configs")
-    check(len(configs) == len(probes.IDENTITY_CONFIGS), "the observations do not cover the probe's cases")
+    configs = student.each("configs", len(probes.IDENTITY_CONFIGS))
     for (c, _), record in zip(probes.IDENTITY_CONFIGS, configs):
         what = f"make_shortcut({c}, {c}, stride=1)"
         module(record.sub("module"), what)
@@ -333,8 +332,7 @@ def projection_layers(what, record, cout):
 
 
 def test_make_shortcut_projection(student, reference, seed):
-    configs = student.each("configs")
-    check(len(configs) == len(probes.PROJECTION_CONFIGS), "the observations do not cover the probe's cases")
+    configs = student.each("configs", len(probes.PROJECTION_CONFIGS))
     for (cin, cout, s, _), record in zip(probes.PROJECTION_CONFIGS, configs):
         what, hw, salt = f"make_shortcut({cin}, {cout}, stride={s})", expected_hw(8, s), f"projection/{cin}/{cout}/{s}"
         module(record.sub("module"), what)
@@ -485,8 +483,7 @@ def block_candidates(x, convs, norms, stride, training, shortcut):
 
 def block_formula(student, seed, name, salt, residual):
     formula = "ReLU(BN(conv3x3(ReLU(BN(conv3x3(x, stride)))))" + (" + shortcut(x))" if residual else ")")
-    configs = student.each("configs")
-    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    configs = student.each("configs", len(probes.BLOCK_CONFIGS))
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
         what = probes.signature(name, cin, cout, s)
         module(record.sub("module"), what)
@@ -577,8 +574,7 @@ def test_residual_block_visible(student, reference, seed):
 
 
 def test_residual_block_layers(student, reference, seed):
-    configs = student.each("configs")
-    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    configs = student.each("configs", len(probes.BLOCK_CONFIGS))
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
         what = probes.signature("ResidualBlock", cin, cout, s)
         module(record.sub("module"), "ResidualBlock", "a subclass of nn.Module")
@@ -593,8 +589,7 @@ def test_residual_block_layers(student, reference, seed):
 
 
 def test_residual_block_adds_shortcut(student, reference, seed):
-    configs = student.each("configs")
-    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    configs = student.each("configs", len(probes.BLOCK_CONFIGS))
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
         what = probes.signature("ResidualBlock", cin, cout, s)
         module(record.sub("module"), what)
@@ -686,8 +681,7 @@ def test_plain_block_visible(student, reference, seed):
 
 
 def test_plain_block_no_shortcut(student, reference, seed):
-    configs = student.each("configs")
-    check(len(configs) == len(probes.BLOCK_CONFIGS), "the observations do not cover the probe's cases")
+    configs = student.each("configs", len(probes.BLOCK_CONFIGS))
     for (cin, cout, s), record in zip(probes.BLOCK_CONFIGS, configs):
         what, salt, shape = probes.signature("PlainBlock", cin, cout, s), f"pb-layers/{cin}/{cout}/{s}", \
             (2, cout, expected_hw(8, s), expected_hw(8, s))
@@ -889,16 +883,14 @@ def test_build_network_size(student, reference, seed):
 
 
 def test_build_network_shapes(student, reference, seed):
-    networks = student.each("networks")
-    check(len(networks) == len(probes.SHAPE_CONFIGS), "the observations do not cover the probe's cases")
+    networks = student.each("networks", len(probes.SHAPE_CONFIGS))
     for index, (config, record) in enumerate(zip(probes.SHAPE_CONFIGS, networks)):
         check_shapes(probes.describe_network(*config[:5]), record, seed, f"bn-shapes/{index}", config)
     return "build_network: the stem, the downsampling, the pooling and the logits are right"
 
 
 def test_build_network_options(student, reference, seed):
-    networks = student.each("networks")
-    check(len(networks) == len(probes.OPTION_CONFIGS), "the observations do not cover the probe's cases")
+    networks = student.each("networks", len(probes.OPTION_CONFIGS))
     for index, (config, record) in enumerate(zip(probes.OPTION_CONFIGS, networks)):
         n, residual, cin, classes, widths = config[:5]
         what = probes.describe_network(n, residual, cin, classes, widths)
@@ -1178,8 +1170,7 @@ def test_plot_loss_curves_visible(student, reference, seed):
 
 
 def test_plot_loss_curves_lines(student, reference, seed):
-    calls = student.each("calls")
-    check(len(calls) == 3, "the observations do not cover the probe's cases")
+    calls = student.each("calls", 3)
     for index, (runs, record) in enumerate(zip((3, 1, 3), calls)):
         data = probes.histories(seed, f"lines/{index % 2}", runs)
         what = probes.plot_call(data)
