@@ -34,7 +34,7 @@ from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells
 from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
-from .execute import JudgedExecute
+from .execute import JudgedExecute, is_test
 from .feedback import FeedbackExporter
 from .judging import FOLDER, Grading
 from .preprocessors import HideHiddenTests, RestoreCells, grade_id
@@ -216,12 +216,12 @@ class Template:
         return self.root / "source" / self.course.assignment / FOLDER
 
     def grading(self) -> Grading | None:
-        """The assignment's probes and judges (the template's copy), loaded once; None for a stock assignment."""
-        if not hasattr(self, "_grading"):
-            self._grading = Grading.find(self.grading_dir)
-            if self._grading is None and self.course.config.JudgedExecute.get("require_judges"):
-                raise AutogradeError(f"source/{self.course.assignment}/grading/ holds no probes and judges, and "
-                                     "the course grades only with them (JudgedExecute.require_judges)")
+        """The assignment's probes and judges (the template's copy), loaded once; None for a stock assignment.
+        Raises :class:`~autograde.judging.GradingError` (an AutogradeError) each time, when the course requires
+        judges and the assignment has none."""
+        if not hasattr(self, "_grading"):  # (find raises before anything is cached: a later call raises again)
+            required = bool(self.course.config.JudgedExecute.get("require_judges"))
+            self._grading = Grading.find(self.grading_dir, required)
         return self._grading
 
     def prepare(self, log: logging.Logger | None = None, duedate: datetime | None = None) -> "Template":
@@ -263,12 +263,8 @@ class Template:
         self.cells = [GradedCell(cell_id, points[cell_id]) for cell_id in order if cell_id in points]
         self.max_score = sum(cell.points for cell in self.cells)
         self.grade_ids = [grade_id(cell) for cell in self.release.cells if grade_id(cell)]
-        tests = [grade_id(cell) for cell in source.cells if cell.cell_type == "code" and grade_id(cell)
-                 and cell.metadata.nbgrader.get("grade") and not cell.metadata.nbgrader.get("solution")]
-        missing = self.grading().missing(tests) if self.grading() else []
-        if missing:
-            raise AutogradeError(f"{self.grading_dir.relative_to(self.root)} lacks a probe or a judge for the test "
-                                 f"cells {', '.join(missing)}: every graded test cell of a judged assignment needs both")
+        if self.grading():
+            self.grading().check_complete(cell.metadata.nbgrader.grade_id for cell in source.cells if is_test(cell))
         self.data_files = [path for path in sorted(self.release_dir.rglob("*"))
                            if path.is_file() and path.suffix != ".ipynb"]
 

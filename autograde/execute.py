@@ -17,7 +17,8 @@ button and the Gradescope runtime all grade this way:
 * **Timeouts that hold.** A cell past the timeout is interrupted, as nbgrader does; a kernel that ignores the
   interrupt is killed with everything it started, and the tests after it are marked as not run (score 0).
 * **Dead kernels** (``os._exit``, a segfault, the memory watchdog) end the run the same way, with the reason the
-  sandbox supervisor recorded.
+  sandbox supervisor recorded; so does a message the kernel forged that jupyter_client or nbclient cannot read
+  (the kernel holds the key that signs them), as tampering.
 * **Output caps.** A cell's printed output and displays stop being collected after ``max_output_bytes``;
   errors and results are always kept (truncated if huge).
 
@@ -32,6 +33,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import nbformat
@@ -47,13 +49,16 @@ from traitlets import Bool, Integer, Unicode
 from . import status as st
 from .judging import FOLDER, MIME, Grading
 from .preprocessors import add_to_report, report
-from .sandbox.kernel import OUTPUT_TOO_LARGE, IsolatedKernelManager
-from .sandbox.supervisor import MEMORY_LIMIT, TOO_MANY_PROCESSES
+from .sandbox.kernel import IsolatedKernelManager, remove_kernel_files
 
+WORK_PREFIX = "work-"  # a kernel's working folder (_work_folder): the kernel writes there
 # (grading folder, reference notebook, seed) -> grade_id -> observations; a Jupyter server whose formgrader runs
 # Autograde many times keeps the last few.
 _REFERENCES: dict[tuple, dict] = {}
 _KEPT_REFERENCES = 4
+# The seed drawn for each grading run, by the JudgedExecute's parent. nbgrader's Autograde makes a JudgedExecute
+# for every notebook (twice), all with the exporter it made for the whole run as their parent.
+_RUN_SEEDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def is_test(cell) -> bool:
@@ -74,7 +79,7 @@ class JudgedExecute(Execute):
     require_judges = Bool(False, help="refuse to grade an assignment without probes and judges (a course whose "
                                       "tests all are judged: its test cells would pass by themselves)").tag(config=True)
     seed = Integer(0, help="the probes' seed; 0 draws a new one for every grading run (every nbgrader Autograde, "
-                           "formgrader's button included)").tag(config=True)
+                           "formgrader's button included), which all its notebooks share").tag(config=True)
     max_observation_bytes = Integer(8_000_000, help="largest observation a probe may send").tag(config=True)
     max_output_bytes = Integer(200_000, help="Output collected per cell; -1 for no limit").tag(config=True)
     max_error_chars = Integer(20_000, help="Longest error message kept").tag(config=True)
@@ -85,9 +90,10 @@ class JudgedExecute(Execute):
         # nbgrader's Execute passes its kernel manager class as an argument, which no configuration overrides.
         kwargs.setdefault("kernel_manager_class", IsolatedKernelManager)
         super().__init__(*args, **kwargs)
-        # nbgrader makes its preprocessors once per Autograde run: a run's submissions share this seed (and one
-        # reference run), the next run draws another.
-        self._drawn_seed = secrets.randbits(62)
+        # One seed for the run's submissions (and one reference run): its exporter's; the next run draws another.
+        # Without a parent (one notebook executed by itself) the seed is this instance's own.
+        drawn = secrets.randbits(62)
+        self._drawn_seed = drawn if self.parent is None else _RUN_SEEDS.setdefault(self.parent, drawn)
 
     # -- where things are ------------------------------------------------------------------------
     def _source_path(self, resources, name: str) -> Path | None:
@@ -98,12 +104,7 @@ class JudgedExecute(Execute):
         return Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / name
 
     def grading(self, resources=None) -> Grading | None:
-        folder = self.grading_dir or self._source_path(resources, FOLDER)
-        found = Grading.find(folder)
-        if found is None and self.require_judges:
-            raise RuntimeError(f"no probes and judges in {folder}: this course grades only with them "
-                               "(JudgedExecute.require_judges)")
-        return found
+        return Grading.find(self.grading_dir or self._source_path(resources, FOLDER), self.require_judges)
 
     def _reference_path(self, resources) -> Path:
         if self.reference_notebook:
@@ -119,7 +120,7 @@ class JudgedExecute(Execute):
         tests = [cell for cell in nb.cells if is_test(cell)]
         reference = None
         if grading is not None:
-            _check_complete(grading, tests)
+            grading.check_complete(cell.metadata.nbgrader.grade_id for cell in tests)
             reference = self.reference(grading, self._reference_path(resources))
         for cell in nb.cells:
             for output in cell.get("outputs", []):  # a submission brings no verdicts of its own
@@ -173,7 +174,7 @@ class JudgedExecute(Execute):
         try:
             run_sync(self._async_run)(workdir)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_kernel_files(workdir)
         stopped = self.report.get("stopped")
         if stopped:
             self.report["statuses"].add(stopped[0])
@@ -228,20 +229,38 @@ class JudgedExecute(Execute):
             self.report["statuses"].add(st.TIMED_OUT)
             self.report["notes"].append(reason)
             self._ran[id(cell)] = "timed out"
-            try:
-                await ensure_async(self.km.shutdown_kernel(now=True))
-            except Exception:  # noqa: BLE001 - it may already be gone
-                pass
+            await self._stop_kernel()
             return st.TIMED_OUT, reason
         except DeadKernelError:
             self._ran[id(cell)] = "died"
             return self._kernel_reason()
+        except Exception as error:  # noqa: BLE001 - a kernel holds the key that signs its messages: one it forged
+            # (content of another type, a number JSON cannot hold) breaks jupyter_client or nbclient on reading it
+            self._ran[id(cell)] = "stopped"
+            await self._stop_kernel()
+            return st.TAMPERING, ("the kernel sent a message the grader could not read "
+                                  f"({type(error).__name__}: {str(error)[:200]}), and was stopped")
         return None
+
+    async def _stop_kernel(self) -> None:
+        try:
+            await ensure_async(self.km.shutdown_kernel(now=True))
+        except Exception:  # noqa: BLE001 - it may already be gone
+            pass
 
     # -- nbclient hooks --------------------------------------------------------------------------
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         self._ran.setdefault(id(kwargs.get("cell")), "ok")  # the kernel answered for it (unless it timed out)
+
+    async def _async_poll_kernel_alive(self) -> None:
+        """nbclient's watch on the kernel while a cell runs. A message that broke nbclient (see _run_cell) leaves it
+        running, unawaited: once the kernel client is gone, it ends instead of failing on the missing client."""
+        try:
+            await super()._async_poll_kernel_alive()
+        except AssertionError:
+            if self.kc is not None:
+                raise
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.report["statuses"].add(st.TIMED_OUT)
@@ -323,11 +342,11 @@ class JudgedExecute(Execute):
     def _kernel_reason(self):
         why = self._stop_report()
         reason = why.get("reason")
-        if reason == MEMORY_LIMIT:
+        if reason == st.MEMORY:
             return st.MEMORY, f"the notebook used more than {why.get('limit_mb', '?')} MB of memory and was stopped"
-        if reason == TOO_MANY_PROCESSES:
+        if reason == st.PROCESSES:
             return st.PROCESSES, f"the notebook started more than {why.get('limit', '?')} processes and was stopped"
-        if reason == OUTPUT_TOO_LARGE:
+        if reason == st.OUTPUT_TOO_LARGE:
             return st.OUTPUT_TOO_LARGE, (f"a cell's output or value was larger than {why.get('limit_mb', '?')} MB: the "
                                          "grader cut the kernel off and stopped it")
         if why.get("signal"):
@@ -343,6 +362,8 @@ class JudgedExecute(Execute):
         stopped = self.report.get("stopped")
         if ran == "timed out":
             return "this test did not finish: it ran past the time limit"
+        if ran == "ok":  # a judged test's probe ran, and nothing came back from it
+            return "this test ran, but its probe sent nothing back: the notebook's code interfered with it"
         return f"this test did not run: {stopped[1] if stopped else 'it was not executed'}"
 
     def _mark_not_run(self, tests) -> None:
@@ -359,7 +380,7 @@ class JudgedExecute(Execute):
             ran, observed = self._ran.get(grade_id), self._observed.get(grade_id)
             if grade_id not in reference:
                 raise RuntimeError(f"the reference notebook has no test cell {grade_id}")
-            if observed is None:
+            if observed is None or ran == "timed out":  # (an interrupted probe sends its stop)
                 verdict_outputs = [_error("NotRun", self._not_run(ran))]
             else:
                 verdict = grading.judge(grade_id, observed, reference[grade_id], self.run_seed())
@@ -393,17 +414,10 @@ def remember_reference(key: tuple, observed: dict) -> None:
         del _REFERENCES[next(iter(_REFERENCES))]
 
 
-def _check_complete(grading: Grading, tests) -> None:
-    missing = grading.missing(cell.metadata.nbgrader.grade_id for cell in tests)
-    if missing:
-        raise RuntimeError(f"{grading.folder} has no probe or no judge for the test cells {', '.join(missing)}: "
-                           "every graded test cell of a judged assignment needs both")
-
-
 def _work_folder(data_dir: str | None, parent: str | None) -> str:
     """A new private folder for the kernel under *parent* (where the kernels' sandboxes can bind it), with copies of
     the assignment's data files (regular files only: links are not followed); nothing is ever read back from it."""
-    folder = tempfile.mkdtemp(prefix="work-", dir=parent)
+    folder = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=parent)
     if not data_dir or not os.path.isdir(data_dir):
         return folder
     for root, dirs, files in os.walk(data_dir):

@@ -30,6 +30,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import AutogradeError
 from .probing import MIME, observe
 
 PROBES, JUDGES = "probes.py", "judges.py"
@@ -38,7 +39,11 @@ MAX_ELEMENTS = 4_000_000  # of all the arrays of one observation together
 MAX_MESSAGE = 4000  # characters of a verdict's message
 DTYPES = {"<f4": "float32", "<f8": "float64", "<i8": "int64", "|b1": "bool"}
 
-__all__ = ["MIME", "Grading", "Malformed", "Observations", "Verdict", "check", "decode"]
+__all__ = ["MIME", "Grading", "GradingError", "Malformed", "Observations", "Verdict", "check", "decode"]
+
+
+class GradingError(AutogradeError, RuntimeError):
+    """An assignment's probes and judges cannot grade it (a configuration error: the instructor's to fix)."""
 
 
 class Malformed(AssertionError):
@@ -129,9 +134,6 @@ class Observations:
     def integer(self, key: str) -> int:
         return self._need(key, int, "an integer")
 
-    def number(self, key: str) -> float:
-        return float(self._need(key, (int, float), "a number"))
-
     def items(self, key: str, count: int | None = None) -> list:
         """The list *key*; of exactly *count* items when given (a probe always sends one per case it tries)."""
         found = self._need(key, list, "a list")
@@ -191,16 +193,24 @@ class Grading:
         self.judges = importlib.import_module(f"{package}.judges")
 
     @classmethod
-    def find(cls, folder: Path | str | None) -> "Grading | None":
-        """The grading of *folder* (``source/<assignment>/grading``), or None when it has none."""
-        if not folder or not (Path(folder) / JUDGES).is_file():
-            return None
-        return cls(Path(folder))
+    def find(cls, folder: Path | str | None, required: bool = False) -> "Grading | None":
+        """The grading of *folder* (``source/<assignment>/grading``), or None when it has none; :class:`GradingError`
+        instead when it is *required* (``JudgedExecute.require_judges``: the course's test cells are written for
+        judges, and would pass by themselves)."""
+        if folder and (Path(folder) / JUDGES).is_file():
+            return cls(Path(folder))
+        if required:
+            raise GradingError(f"no probes and judges in {folder}: this course grades only with them "
+                               "(JudgedExecute.require_judges)")
+        return None
 
-    def missing(self, grade_ids) -> list[str]:
-        """The graded test cells that lack a probe or a judge."""
-        return [grade_id for grade_id in grade_ids
-                if not callable(getattr(self.probes, grade_id, None)) or not callable(getattr(self.judges, grade_id, None))]
+    def check_complete(self, grade_ids) -> None:
+        """:class:`GradingError` unless every graded test cell of *grade_ids* has its probe and its judge."""
+        missing = [grade_id for grade_id in grade_ids if not callable(getattr(self.probes, grade_id, None))
+                   or not callable(getattr(self.judges, grade_id, None))]
+        if missing:
+            raise GradingError(f"{self.folder} has no probe or no judge for the test cells {', '.join(missing)}: "
+                               "every graded test cell of a judged assignment needs both")
 
     def probe_code(self, grade_id: str, seed: int, limit: int, with_source: bool = True) -> str:
         """The code the kernel runs in place of the test cell *grade_id*; the probes' source goes *with_source*

@@ -29,9 +29,23 @@ class Stop(Exception):
 
     def __init__(self, what: str, error: BaseException):
         super().__init__(what)
-        self.record = {"what": what, "type": type(error).__name__, "message": str(error)[:MAX_TEXT]}
+        self.record = stop_record(what, error)
         if isinstance(error, NameError) and getattr(error, "name", None):
             self.record["undefined"] = error.name
+
+
+class ProbeError(LookupError):
+    """The probe to run is not in the kernel."""
+
+
+def stop_record(what: str | None, error: BaseException) -> dict:
+    """What the judge is told of *error*, raised while the probe was doing *what* (None: the probe itself). Its
+    message is the student's code too, which may raise in turn."""
+    try:
+        message = str(error)[:MAX_TEXT]
+    except BaseException:  # noqa: BLE001 - an exception whose __str__ raises still stops the probe
+        message = "(its message could not be read)"
+    return {"what": what, "type": type(error).__name__, "message": message}
 
 
 def attempt(what: str, function, *args, **kwargs):
@@ -96,13 +110,12 @@ def observe(probes: types.ModuleType, name: str, namespace: dict, seed: int):
     define ``probing()``, a context manager every probe then runs in (to pin a library's defaults, say)."""
     with warnings.catch_warnings(), getattr(probes, "probing", contextlib.nullcontext)():
         warnings.simplefilter("ignore")  # a warning is the student's business, not the probe's
-        try:
-            observed = getattr(probes, name)(namespace, seed)
+        try:  # encoding calls the student's objects too (their __repr__, a tensor subclass's .numpy())
+            return encode(getattr(probes, name)(namespace, seed))
         except Stop as stop:
-            observed = {"stopped": stop.record}
+            return {"stopped": stop.record}
         except Exception as error:  # noqa: BLE001 - a probe that broke on odd student objects: the judge says so
-            observed = {"stopped": {"what": None, "type": type(error).__name__, "message": str(error)[:MAX_TEXT]}}
-    return encode(observed)
+            return {"stopped": stop_record(None, error)}
 
 
 _MODULES: dict[str, types.ModuleType] = {}  # the probe modules this kernel was sent, by their digest
@@ -117,21 +130,20 @@ def probes_module(digest: str, source: str | None = None) -> types.ModuleType:
         exec(compile(source, "<probes>", "exec"), module.__dict__)  # noqa: S102 - the instructor's probe code
         _MODULES[digest] = module
     if digest not in _MODULES:
-        raise LookupError("the grader's probes are gone from the kernel: the notebook's code removed them")
+        raise ProbeError("the grader's probes are gone from the kernel: the notebook's code removed them")
     return _MODULES[digest]
 
 
 def run_probe(name: str, seed: int, limit: int, digest: str, source: str | None = None) -> None:
     """Run the probe *name* of the probe module *digest* (made from *source*, when sent) on the notebook's
-    namespace, and publish what it observed."""
+    namespace, and publish what it observed: always something, a stop at least, whatever the student's code
+    raised (an interrupt past the time limit included: the grader then says so instead)."""
     from IPython import get_ipython
     from IPython.display import publish_display_data
 
     try:
-        module = probes_module(digest, source)
-    except LookupError as lost:
-        observed = {"stopped": {"what": None, "type": "ProbeError", "message": str(lost)}}
-    else:
-        observed = observe(module, name, get_ipython().user_ns, seed)
-    size = len(json.dumps(observed))
+        observed = observe(probes_module(digest, source), name, get_ipython().user_ns, seed)
+        size = len(json.dumps(observed))
+    except BaseException as error:  # noqa: BLE001 - SystemExit, GeneratorExit... from the student's code: the
+        observed, size = {"stopped": stop_record(None, error)}, 0  # judge must hear that the probe ran and stopped
     publish_display_data({MIME: observed if size <= limit else {"oversized": size}})

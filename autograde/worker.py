@@ -9,6 +9,7 @@ private folder whose name no other job can guess (``<key>-<random>``)::
     <job>/autograded/student/<assignment>/                nbgrader's output, where no kernel ever was
     <job>/feedback/student/<assignment>/<notebook>.html
     <job>/work-<random>/                                  the kernel's working folder, which nothing reads back
+    <job>/kernel-<random>/, <job>/home-<random>/          the kernel's IPC folder; its home in container mode
 
 The run root is a short folder under /tmp (Unix socket paths are short) that only the grading run and its warm
 kernel server can see; a kernel sees its working folder alone (:mod:`autograde.sandbox`). The job course holds
@@ -45,15 +46,18 @@ from .course import Template, course_config
 from .feedback import prewarm_feedback, write_status_page
 from .formgrader import Submitted, answer_checksums, nbgrader_timestamp, publish, read_scores, student_folder
 from .inputs import read_submission
-from .execute import JudgedExecute, remember_reference
+from .execute import WORK_PREFIX, JudgedExecute, remember_reference
 from .preprocessors import HideHiddenTests, NotGradable, check_assignment, report
 from .results import Result, atomic_copy
 from .sandbox import linux
+from .sandbox.kernel import IPC_PREFIX, remove_kernel_files
 from .sandbox.supervisor import Limits
+from .sandbox.user import HOME_PREFIX
 
 STUDENT = "student"  # the student's id inside the job course
 NOT_ISOLATED = "graded with --isolation none: the notebook ran with the grader's access to files and network"
 CONTAINER_MODE = "graded in container mode"  # (autograde.sandbox.container), then what that gave the notebook
+KERNEL_FOLDERS = (WORK_PREFIX, IPC_PREFIX, HOME_PREFIX)  # what a kernel wrote in a job's folder, never kept
 
 
 @dataclass
@@ -139,7 +143,11 @@ def prepare_reference(template: Template, settings: Settings) -> None:
 
     child = multiprocessing.get_context("fork").Process(target=observe, name="autograde-reference")
     child.start()
-    answer = json.loads(receive.recv()) if receive.poll(None) else {"error": "the reference run ended early"}
+    send.close()  # the child's end alone is left: its death, answered or not, ends the wait below
+    try:
+        answer = json.loads(receive.recv())
+    except EOFError:  # it died without answering (a segfault, the OOM killer)
+        answer = {"error": "the reference run ended early"}
     child.join()
     if "error" in answer:
         raise AutogradeError(f"the reference answers could not be probed: {answer['error'][:2000]}")
@@ -296,15 +304,24 @@ def _render_feedback(template: Template, jobdir: Path, log, result: Result) -> N
 
 
 def _clean_up(jobdir: Path, result: Result, settings: Settings) -> None:
-    """Keep the job course of a grader error (evidence) or of --keep-work under --out; delete the others."""
+    """Keep the job course of a grader error (evidence) or of --keep-work under --out, but for what a kernel wrote
+    there (nothing of it is ever copied); delete the others. Never raises: a failure is a note of this result."""
     kept = "failed" if st.GRADER_ERROR in result.statuses else "jobs" if settings.keep_work else None
     if kept is None:
-        shutil.rmtree(jobdir, ignore_errors=True)
+        remove_kernel_files(str(jobdir))  # (the grader's own files with them; never raises)
         return
-    target = Path(settings.work_dir) / kept / jobdir.name
-    shutil.rmtree(target, ignore_errors=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(jobdir), target)
+    try:
+        kernels = [entry.path for entry in os.scandir(jobdir) if entry.name.startswith(KERNEL_FOLDERS)]
+        for path in kernels:
+            remove_kernel_files(path)
+        if any(os.path.lexists(path) for path in kernels):
+            raise OSError("what the kernel wrote there could not be removed")
+        target = Path(settings.work_dir) / kept / jobdir.name
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(jobdir), target)
+    except Exception as exc:  # noqa: BLE001 - the grade stands; the instructor learns what was not kept
+        result.add(note=f"the job's folder was not kept in {kept}/: {type(exc).__name__}: {exc}")
 
 
 def _kill_children() -> None:

@@ -67,7 +67,7 @@ with open("/autograder/check.json", "w") as f:
 
 SECRETS = ["/autograder/source/course/source/residual_blocks/residual_blocks.ipynb",
            "/autograder/source/template/gradebook.db", "/autograder/source/settings.json",
-           "/autograder/submission/residual_blocks.ipynb", "/autograder/source/project/autograde/gradescope.py",
+           "/autograder/submission/residual_blocks.ipynb", "/autograder/source/project/resnet_course/solutions.py",
            "/proc/1/environ"]
 TARGETS = ["/autograder/results/results.json", "/autograder/source/course/nbgrader_config.py",
            "/autograder/run_autograder", "/autograder/sabotage", f"{PYTHON.parent.parent}/sabotage", "/usr/sabotage"]

@@ -112,6 +112,9 @@ def test_big(namespace, seed):
 def test_cwd(namespace, seed):
     import os
     return {"cwd": os.getcwd(), "files": sorted(os.listdir("."))}
+
+def test_odd(namespace, seed):
+    return {"value": namespace.get("ODD")}
 '''
 JUDGES = '''
 import torch
@@ -127,7 +130,7 @@ def test_square(student, reference, seed):
 def test_twice(student, reference, seed):
     return "never"
 
-test_slow = test_big = test_twice
+test_slow = test_big = test_odd = test_twice
 
 def test_cwd(student, reference, seed):
     return "in " + student.text("cwd") + ": " + ", ".join(student.items("files"))
@@ -216,6 +219,33 @@ def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
 
 
 @linux
+def test_a_probe_says_what_stopped_it_whatever_the_students_code_raised(course):
+    answer = ("def square(x):\n    raise SystemExit('bye')\n\n"
+              "class Odd:\n    def __repr__(self):\n        raise RuntimeError('no repr')\n\nODD = Odd()")
+    nb = _notebook(answer, ("test_square", "pass"), ("test_odd", "pass"))
+    nb.cells += [new_code_cell("import IPython.display\nIPython.display.publish_display_data = lambda *a, **k: None"),
+                 _cell("pass", "test_twice", grade=True)]
+    outputs, _ = _grade(course, nb)
+    assert _verdict(outputs["test_square"]) == ("failed", "the test stopped: SystemExit: bye")
+    assert _verdict(outputs["test_odd"]) == ("failed", "the test stopped: RuntimeError: no repr")
+    assert _verdict(outputs["test_twice"]) == ("failed", "this test ran, but its probe sent nothing back: the "
+                                                         "notebook's code interfered with it")
+
+
+@linux
+def test_a_kernel_that_sends_what_the_grader_cannot_read_is_stopped(course):
+    # A kernel holds the key that signs its messages: it can send a display whose content is no mapping.
+    forged = ("kernel = get_ipython().kernel\n"
+              "kernel.session.send(kernel.iopub_socket, 'display_data', b'[1]', parent=kernel.get_parent())\n")
+    outputs, report = _grade(course, _notebook("def square(x):\n    return x * x", ("test_square", "pass"),
+                                               before_tests=forged))
+    status, message = _verdict(outputs["test_square"])
+    assert status == "failed" and message.startswith("this test did not run: the kernel sent a message the grader "
+                                                     "could not read (AttributeError"), message
+    assert "tampering detected" in report["statuses"]
+
+
+@linux
 def test_a_kernel_is_sent_the_probes_once_and_a_notebook_that_drops_them_fails_the_tests_after(course, monkeypatch):
     sent = []
     probe_code = Grading.probe_code
@@ -244,9 +274,18 @@ def test_rehearsing_judges_every_test_of_the_reference_once(course, monkeypatch)
 
 
 def test_every_grading_run_draws_its_own_seed():
-    # nbgrader makes its preprocessors once per Autograde run (formgrader's button included): a new seed each time.
-    seeds = {JudgedExecute().run_seed() for _ in range(5)}
-    assert len(seeds) == 5 and JudgedExecute(seed=7).run_seed() == 7
+    # nbgrader's Autograde makes a JudgedExecute for every notebook, twice, registering it with the exporter it made
+    # for the whole run (formgrader's button included): the run's notebooks share a seed, the next run draws another.
+    from nbconvert.exporters import NotebookExporter
+
+    def seeds(exporter, notebooks=3):
+        for _ in range(notebooks):
+            exporter.register_preprocessor(JudgedExecute, enabled=True)
+        return {pp.run_seed() for pp in exporter._preprocessors if isinstance(pp, JudgedExecute)}
+
+    first, second = seeds(NotebookExporter()), seeds(NotebookExporter())
+    assert len(first) == len(second) == 1 and first != second
+    assert len({JudgedExecute().run_seed() for _ in range(5)}) == 5 and JudgedExecute(seed=7).run_seed() == 7
 
 
 @linux
@@ -333,6 +372,20 @@ def test_a_course_that_requires_judges_refuses_an_assignment_without_them(tmp_pa
     nb = _notebook("def square(x):\n    return x * x", ("right", "# judged by the grader"))
     with pytest.raises(RuntimeError, match="no probes and judges in"):
         JudgedExecute(config=config).preprocess(nb, {})
+
+
+def test_a_template_of_a_course_that_requires_judges_refuses_an_assignment_without_them_each_time(tmp_path):
+    from types import SimpleNamespace
+
+    from autograde import AutogradeError
+    from autograde.course import Template
+
+    config = Config()
+    config.JudgedExecute.require_judges = True
+    template = Template(SimpleNamespace(config=config, assignment="tiny"), tmp_path)
+    for _ in range(2):  # a later call must not find None remembered, and grade the stock way
+        with pytest.raises(AutogradeError, match="no probes and judges in"):
+            template.grading()
 
 
 def test_this_course_requires_judges():

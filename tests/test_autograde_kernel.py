@@ -10,7 +10,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpec
 
 from autograde.sandbox.bwrap import isolation_problem
-from autograde.sandbox.kernel import OUTPUT_TOO_LARGE, IsolatedKernelManager
+from autograde.sandbox.kernel import IsolatedKernelManager
+from autograde.status import OUTPUT_TOO_LARGE
 from autograde_fixtures import MINI, fill, make_course, read_csv, release_and_answers, run_cli, stock_nbgrader, write
 from resnet_course.cores import available_cores
 

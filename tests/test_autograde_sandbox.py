@@ -64,7 +64,8 @@ class Supervised:
     """A cold supervisor (in bwrap when isolated; as root, with a kernel of its own user in container mode)
     running `python -c CODE` as its kernel."""
 
-    def __init__(self, workdir, code, isolate, name="job", **limits):
+    def __init__(self, workdir, code, isolate, name="job", supervisor=(sys.executable, "-m",
+                                                                       "autograde.sandbox.supervisor"), **limits):
         self.folder = workdir / name
         self.folder.mkdir(exist_ok=True)
         python = KERNEL_PYTHON if isolate == CONTAINER else sys.executable
@@ -72,7 +73,7 @@ class Supervised:
                                 cwd=str(self.folder), writable=[str(self.folder)], isolate=isolate is True,
                                 limits=Limits(**limits), log_path=str(self.folder / "kernel.log"),
                                 container_root=str(workdir) if isolate == CONTAINER else None)
-        command = [sys.executable, "-m", "autograde.sandbox.supervisor"]
+        command = list(supervisor)
         if isolate is True:
             command = bwrap_command(command, request.writable)
         self.control, theirs = socket.socketpair()
@@ -147,6 +148,48 @@ def test_the_kernel_exiting_also_ends_what_it_started(workdir, isolate):
     code = ESCAPE.format(marker=marker).replace("time.sleep(120)", "sys.exit(3)")
     report = Supervised(workdir, code, isolate).stopped()
     assert (report["reason"], report["exit_code"]) == ("kernel died", 3)
+    assert gone(marker)
+
+
+DIES_WITH_ITS_SUPERVISOR = """
+    import ctypes, signal, sys
+    sig = ctypes.c_int()
+    ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+    sys.exit(0 if sig.value == signal.SIGKILL else 3)
+"""
+
+
+@pytest.mark.parametrize("isolate", ISOLATION)
+def test_the_kernel_dies_with_its_supervisor(workdir, isolate):
+    # (Linux forgets the signal when a process changes its user, as a container mode kernel does)
+    report = Supervised(workdir, DIES_WITH_ITS_SUPERVISOR, isolate).stopped()
+    assert (report["reason"], report["exit_code"]) == ("kernel died", 0)
+
+
+# The supervisor (see Supervised), its watchdog broken once the kernel has started a process of its own.
+BROKEN_SUPERVISOR = """
+import os, time
+from autograde.sandbox import supervisor
+def broken(kernel, request, control):
+    while not os.path.exists(os.path.join(request.cwd, "spawned")):
+        time.sleep(0.05)
+    raise RuntimeError("the watchdog broke")
+supervisor._watch = broken
+supervisor.main()
+"""
+
+
+@pytest.mark.parametrize("isolate", [CONTAINER])
+def test_a_supervisor_that_breaks_still_ends_every_process_of_the_kernels_user(workdir, isolate):
+    marker = f"765.{os.getpid()}{MARKS[isolate]}"
+    code = f"""
+        import subprocess, time
+        subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
+        open("spawned", "w").close()
+        time.sleep(120)
+    """
+    kernel = Supervised(workdir, code, isolate, supervisor=(sys.executable, "-c", BROKEN_SUPERVISOR))
+    assert kernel.stopped()["event"] == "gone" and kernel.process.returncode != 0
     assert gone(marker)
 
 
@@ -374,6 +417,46 @@ PEER = """
 """
 
 
+IMPORTS_THE_GRADERS_PACKAGE = """
+    import importlib.util, json, sys
+    class Editable:  # what an editable install's finder does: the package found by its path, its folder not listed
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            return importlib.util.spec_from_file_location(name, {init!r}) if name == "autograde" else None
+    sys.meta_path.insert(0, Editable)
+    def attempt(action):
+        try:
+            return action()
+        except Exception as exc:
+            return f"refused: {{type(exc).__name__}}"
+    seen = {{"probing": attempt(lambda: __import__("autograde.probing").probing.__name__),
+             "solutions": attempt(lambda: open({solutions!r}).read())}}
+    with open("seen.json", "w") as f:
+        json.dump(seen, f)
+"""
+
+
+@pytest.mark.parametrize("isolate", [CONTAINER])
+def test_a_container_mode_kernel_imports_the_graders_package_and_reads_nothing_beside_it(workdir, isolate,
+                                                                                        monkeypatch):
+    """A kernel not forked from the warm server imports autograde.probing when it runs a probe; the package lies
+    in a folder kept from kernels (a checkout that is the course, Gradescope's bundle), beside the solutions."""
+    project = workdir / "course" / "project"
+    package, solutions = project / "autograde", project / "resnet_course" / "solutions.py"
+    package.mkdir(parents=True)
+    for name in ("__init__.py", "probing.py"):
+        shutil.copy(os.path.join(PACKAGE, name), package / name)
+    solutions.parent.mkdir()
+    solutions.write_text("ANSWER = 42\n")
+    monkeypatch.setattr(container, "PACKAGE", str(package))
+    container.seal(str(workdir / "course"), container._environment())  # what keep_from_kernels does to a folder
+    code = IMPORTS_THE_GRADERS_PACKAGE.format(init=str(package / "__init__.py"), solutions=str(solutions))
+    kernel = Supervised(workdir, code, isolate)
+    assert kernel.stopped()["exit_code"] == 0, (kernel.folder / "kernel.log").read_text()
+    seen = json.loads((kernel.folder / "seen.json").read_text())
+    assert seen == {"probing": "autograde.probing", "solutions": "refused: PermissionError"}
+
+
 @pytest.mark.parametrize("isolate", [CONTAINER])
 def test_kernels_side_by_side_cannot_touch_each_other(workdir, isolate):
     folders = [workdir / "first", workdir / "second"]
@@ -416,11 +499,11 @@ def test_a_container_refusing_namespaces_gets_container_mode_and_no_sysctl_advic
     monkeypatch.setattr(container, "probe", lambda: {"network": "filter"})
     isolation_problem.cache_clear()
     try:
-        monkeypatch.setattr(container, "container_sign", lambda: None)
+        monkeypatch.setattr(linux, "container_sign", lambda: None)
         assert "sysctl" in isolation_problem()
         assert container.choose("bwrap") == ("bwrap", isolation_problem())  # not in a container: bwrap or nothing
         isolation_problem.cache_clear()
-        monkeypatch.setattr(container, "container_sign", lambda: "/.dockerenv")
+        monkeypatch.setattr(linux, "container_sign", lambda: "/.dockerenv")
         problem = isolation_problem()
         assert "sysctl" not in problem and "container mode" in problem and "/.dockerenv" in problem
         assert container.choose("bwrap") == ("container", None)

@@ -1,5 +1,5 @@
 """Unit tests of the grading tool's parts that need no kernel: unzipping, discovery, reading and
-restoring notebooks, feedback redaction, the plugins' composition."""
+restoring notebooks, feedback redaction, the plugins' composition, a job's reference run and clean-up."""
 import csv
 import json
 import os
@@ -443,3 +443,79 @@ def test_the_gradebook_revision_read_in_process_is_the_one_alembic_reports(tmp_p
     heads = subprocess.run([str(PYTHON.parent / "alembic"), "-c", str(tmp_path / "alembic.ini"), "heads"],
                            capture_output=True, text=True, check=True).stdout
     assert heads.split()[0] == alembic_head() and len(alembic_head()) == 12
+
+
+# -- a job's reference run and clean-up -----------------------------------------------------------------
+
+def test_a_reference_run_that_dies_without_answering_stops_the_grading(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from autograde import AutogradeError, worker
+    from autograde.execute import JudgedExecute
+
+    # The reference runs in a forked child; one that dies (a segfault, the OOM killer) must not leave the run waiting.
+    monkeypatch.setattr(JudgedExecute, "reference", lambda self, grading, notebook: os._exit(9))
+    template = SimpleNamespace(course=SimpleNamespace(config=Config(), assignment="a", course_id="c"),
+                               grading=lambda: object(), grading_dir=tmp_path, source_notebook=tmp_path / "a.ipynb")
+    with pytest.raises(AutogradeError, match="the reference run ended early"):
+        worker.prepare_reference(template, worker.Settings(run_root=str(tmp_path), work_dir=str(tmp_path)))
+
+
+def _as_unprivileged(function) -> None:
+    """*function()*, in a child without root's capabilities where this is root: a folder of mode 000 then stops it
+    as it stops the grader's user, whose uid a kernel has under bubblewrap."""
+    from autograde.sandbox import linux
+
+    if os.geteuid() != 0:
+        function()
+        return
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            linux.drop_capabilities()
+            function()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+
+
+def test_a_kept_job_holds_nothing_a_kernel_wrote_and_its_links_are_not_followed(tmp_path):
+    from autograde import worker
+
+    victim = tmp_path / "victim"  # what the kernel's links point to
+    victim.mkdir(mode=0o750)
+    (victim / "file").write_text("the grader's")
+    jobdir = tmp_path / "run" / "job-1"
+    (jobdir / "autograded").mkdir(parents=True)
+    (jobdir / "grading.log").write_text("the grader's")
+    for folder in ("work-1", "kernel-1", "home-1"):  # its working folder, its IPC folder, its home
+        trap = jobdir / folder / "trap"
+        (trap / "deeper").mkdir(parents=True)
+        (trap / "deeper" / "file").write_text("the kernel's")
+        (trap / "link").symlink_to(victim)
+        (jobdir / folder / "link").symlink_to(victim / "file")
+        for locked in (trap / "deeper", trap):
+            locked.chmod(0)
+    settings = worker.Settings(run_root=str(tmp_path / "run"), work_dir=str(tmp_path / "out"), keep_work=True)
+    result = Result(student_id="s", origin="s.ipynb", feedback="", max_score=1)
+    _as_unprivileged(lambda: worker._clean_up(jobdir, result, settings))
+    kept = tmp_path / "out" / "jobs" / "job-1"
+    assert sorted(path.name for path in kept.iterdir()) == ["autograded", "grading.log"] and not jobdir.exists()
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o750 and [path.name for path in victim.iterdir()] == ["file"]
+    assert (victim / "file").read_text() == "the grader's"
+
+
+def test_a_job_folder_that_cannot_be_kept_is_a_note_not_an_error(tmp_path):
+    from autograde import worker
+
+    jobdir = tmp_path / "run" / "job-2"
+    jobdir.mkdir(parents=True)
+    (tmp_path / "out").write_text("a file where --out/.autograde should be")
+    settings = worker.Settings(run_root=str(tmp_path / "run"), work_dir=str(tmp_path / "out"), keep_work=True)
+    result = Result(student_id="s", origin="s.ipynb", feedback="", max_score=1)
+    worker._clean_up(jobdir, result, settings)
+    assert len(result.notes) == 1 and result.notes[0].startswith("the job's folder was not kept in jobs/")

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 
+from . import linux
 from .supervisor import PACKAGE, STAGE, grader_dirs
 
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
@@ -76,9 +77,7 @@ def isolation_problem() -> str | None:
     detail = bwrap_failure()
     if detail is None:
         return None
-    from .container import container_sign  # (container mode builds on this module)
-
-    sign = container_sign()
+    sign = linux.container_sign()
     if sign:  # the container's seccomp profile or capabilities refuse namespaces: no sysctl of ours changes that
         return (f"bubblewrap cannot create namespaces in this container ({detail}; the container shows {sign}). "
                 "Run `python -m autograde grade` as root in the container: it then isolates each kernel in "
@@ -102,4 +101,9 @@ def bwrap_failure() -> str | None:
         done = subprocess.CompletedProcess([], 1, "", str(exc))
     if done.returncode == 0 and "isolated" in done.stdout:
         return None
+    return last_line(done)
+
+
+def last_line(done: subprocess.CompletedProcess) -> str:
+    """The last line a check printed (what it says went wrong), from its stderr, else its stdout."""
     return ((done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"])[0]

@@ -28,12 +28,11 @@ import subprocess
 import sys
 import tempfile
 
-from .bwrap import isolation_problem
+from . import linux
+from .bwrap import isolation_problem, last_line
 from .supervisor import PACKAGE, KernelRequest, trial
 from .user import FILTER, NAMESPACE, OPEN
 
-SIGNS = ("/.dockerenv", "/run/.containerenv")  # Docker's and Podman's
-CGROUP_WORDS = ("docker", "kubepods", "containerd", "libpod", "lxc")
 NETWORK_WORDS = {
     NAMESPACE: "no network (a network namespace of its own)",
     FILTER: "no network (the container refused a network namespace; a seccomp filter refuses every socket but "
@@ -41,21 +40,6 @@ NETWORK_WORDS = {
     OPEN: "THE CONTAINER'S NETWORK (the container refused a network namespace, and libseccomp, which would have "
           "blocked sockets, is not installed)",
 }
-
-
-def container_sign() -> str | None:
-    """What shows that this process runs in a container (Docker, Podman, Kubernetes, LXC...); None if nothing."""
-    for path in SIGNS:
-        if os.path.exists(path):
-            return path
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return "KUBERNETES_SERVICE_HOST"
-    try:
-        with open("/proc/1/cgroup", encoding="utf-8") as cgroups:
-            text = cgroups.read()
-    except OSError:
-        return None
-    return next((f"/proc/1/cgroup ({word})" for word in CGROUP_WORDS if word in text), None)
 
 
 def choose(requested: str) -> tuple[str, str | None]:
@@ -69,7 +53,7 @@ def choose(requested: str) -> tuple[str, str | None]:
     problem = None
     if requested == "bwrap":
         problem = isolation_problem()
-        if problem is None or shutil.which("bwrap") is None or container_sign() is None:
+        if problem is None or shutil.which("bwrap") is None or linux.container_sign() is None:
             return "bwrap", problem
     why = probe().get("problem")
     if why is None:
@@ -101,7 +85,7 @@ def probe() -> dict:
         return {"problem": str(exc)}
     if done.returncode == 0:
         return json.loads(done.stdout.strip().splitlines()[-1])
-    return {"problem": ((done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"])[0]}
+    return {"problem": last_line(done)}
 
 
 def _above(folders: list[str]) -> list[str]:
@@ -143,8 +127,8 @@ def description() -> str:
 
 def keep_from_kernels(folders: list) -> None:
     """Make the grader's *folders*, and whatever this process writes from now on (umask 077), root's alone: a
-    kernel's user can then read none of it. Where the Python environment lies in one of them, the way down to it
-    stays passable, not listable (:func:`seal`)."""
+    kernel's user can then read none of it. Where the Python environment or the grader's package lies in one of
+    them, the way down to it stays passable, not listable (:func:`seal`)."""
     os.umask(0o077)
     for folder in folders:
         if os.path.exists(folder):
@@ -152,13 +136,14 @@ def keep_from_kernels(folders: list) -> None:
 
 
 def _environment() -> list[str]:
-    """The Python installation and environment that kernels run."""
-    return sorted({os.path.realpath(path) for path in (sys.base_prefix, sys.prefix)})
+    """What kernels run: the Python installation and environment, and the grader's package (a probe imports
+    ``autograde.probing``, which a kernel not forked from the warm server has not imported yet)."""
+    return sorted({os.path.realpath(path) for path in (sys.base_prefix, sys.prefix, PACKAGE)})
 
 
 def seal(path: str, keep: list[str] = ()) -> None:
-    """Make *path* root's alone (0700, a file 0600), but for the way down to each of *keep* (the Python
-    environment kernels run), which stays passable (0711) while everything beside it is sealed in turn."""
+    """Make *path* root's alone (0700, a file 0600), but for the way down to each of *keep* (what kernels run),
+    which stays passable (0711) while everything beside it is sealed in turn."""
     path = os.path.realpath(path)
     inside = [folder for folder in keep if os.path.commonpath([path, folder]) == path]
     if path in inside:

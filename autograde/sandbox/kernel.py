@@ -15,12 +15,14 @@ no network has no TCP, and parallel gradings cannot race for ports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Bool, Enum, Integer, List, Type, Unicode
 
+from ..status import OUTPUT_TOO_LARGE
 from .bwrap import bwrap_command, isolation_problem
 from .connection import ConnectionWatch, WatchedChannel, WatchedContext
 from .environment import kernel_environment
@@ -43,7 +46,38 @@ from .supervisor import STOPPED_BY_GRADER, KernelRequest, Limits
 
 START_TIMEOUT_S = 120  # a cold kernel on a loaded machine imports ipykernel first
 STOP_TIMEOUT_S = 10
-OUTPUT_TOO_LARGE = "output too large"  # a stop reason (SandboxProvisioner.stop_reason), as the supervisor's are
+IPC_PREFIX = "kernel-"  # a kernel's IPC folder, in runtime_root: the kernel writes there
+_ON_ERROR = "onexc" if sys.version_info >= (3, 12) else "onerror"  # shutil.rmtree's (3.12 deprecates onerror)
+
+
+def remove_kernel_files(path: str) -> None:
+    """Remove *path*, a folder a kernel wrote in, with all it holds; never raises, never follows a link. The kernel
+    may have made folders in it unreadable or unwritable (mode 000), which stops even their owner, the grader's
+    user under bubblewrap: such a folder (never a link) gets u+rwx, once, and is removed."""
+    path, unlocked = os.path.abspath(path), set()
+
+    def unlock(_function, failed: str, _error) -> None:
+        if failed in unlocked:
+            return  # unlocked already: what still cannot be removed stays
+        unlocked.add(failed)
+        for folder in (os.path.dirname(failed), failed):
+            if os.path.commonpath([path, folder]) == path:  # nothing above *path* is touched
+                _open_to_owner(folder)
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(failed).st_mode):
+                shutil.rmtree(failed, **{_ON_ERROR: unlock})
+            else:
+                os.unlink(failed)
+
+    shutil.rmtree(path, **{_ON_ERROR: unlock})
+
+
+def _open_to_owner(folder: str) -> None:
+    """u+rwx for *folder*, unless it is a link (whose target it would change) or gone."""
+    with contextlib.suppress(OSError, NotImplementedError):  # (NotImplementedError: chmod refuses links)
+        mode = os.lstat(folder).st_mode
+        if stat.S_ISDIR(mode):
+            os.chmod(folder, stat.S_IMODE(mode) | stat.S_IRWXU, follow_symlinks=False)
 
 
 class SupervisedKernel:
@@ -322,11 +356,11 @@ class IsolatedKernelManager(AsyncKernelManager):
                       tmp_mb=self.tmp_mb)
 
     def kernel_environment(self, env) -> dict:
-        """The allow-listed part of *env* (see autograde.sandbox.environment), with a private home: the sandbox's
-        own /tmp, else a folder of the kernel's own, deleted with it."""
-        if self.isolation == "bwrap":
-            home = "/tmp"
-        else:
+        """The allow-listed part of *env* (see autograde.sandbox.environment), with a private home: with bwrap the
+        sandbox's own /tmp; with none a folder of the kernel's own, deleted with it. (In container mode the
+        supervisor sets the home of the kernel's user in its place: autograde.sandbox.user.)"""
+        home = "/tmp"
+        if self.isolation == "none":
             home = os.path.join(self.ipc_dir, "home")
             os.makedirs(home, exist_ok=True)
         return kernel_environment(env or os.environ, home, self.threads)
@@ -353,7 +387,7 @@ class IsolatedKernelManager(AsyncKernelManager):
         return True  # so that nbclient keeps the kernel's history in memory, whatever the kernel name
 
     async def _async_pre_start_kernel(self, **kw):
-        self.ipc_dir = tempfile.mkdtemp(prefix="kernel-", dir=self.runtime_root)
+        self.ipc_dir = tempfile.mkdtemp(prefix=IPC_PREFIX, dir=self.runtime_root)
         self.transport = "ipc"
         self.ip = os.path.join(self.ipc_dir, "ipc")
         self.connection_file = os.path.join(self.ipc_dir, "connection.json")  # the kernel must be able to read it
@@ -370,6 +404,6 @@ class IsolatedKernelManager(AsyncKernelManager):
         log = os.path.join(ipc_dir, "kernel.log")
         if self.kernel_log and os.path.isfile(log) and not os.path.islink(log):  # (the kernel could write there)
             shutil.move(log, self.kernel_log)
-        shutil.rmtree(ipc_dir, ignore_errors=True)
+        remove_kernel_files(ipc_dir)
 
     cleanup_resources = _async_cleanup_resources

@@ -1,6 +1,7 @@
-"""The few Linux system calls the sandbox needs that Python's standard library lacks (3.11 has no os.unshare).
+"""The few Linux system calls the sandbox needs that Python's standard library lacks (3.11 has no os.unshare), and
+the signs that this process runs in a container (:func:`container_sign`).
 
-Each raises OSError with the call's errno; on other systems the module imports, and every call raises.
+Each call raises OSError with the call's errno; on other systems the module imports, and every call raises.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 _LAST_CAPABILITY = 63
 _CAPABILITY_VERSION_3 = 0x20080522
+
+SIGNS = ("/.dockerenv", "/run/.containerenv")  # Docker's and Podman's
+CGROUP_WORDS = ("docker", "kubepods", "containerd", "libpod", "lxc")
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -164,3 +168,18 @@ def deny_network() -> None:
 def _seccomp_check(result: int, what: bytes) -> None:
     if result < 0:  # libseccomp returns -errno
         raise OSError(-result, f"seccomp ({what.decode()}): {os.strerror(-result)}")
+
+
+def container_sign() -> str | None:
+    """What shows that this process runs in a container (Docker, Podman, Kubernetes, LXC...); None if nothing."""
+    for path in SIGNS:
+        if os.path.exists(path):
+            return path
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "KUBERNETES_SERVICE_HOST"
+    try:
+        with open("/proc/1/cgroup", encoding="utf-8") as cgroups:
+            text = cgroups.read()
+    except OSError:
+        return None
+    return next((f"/proc/1/cgroup ({word})" for word in CGROUP_WORDS if word in text), None)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
+from ..status import KERNEL_DIED, MEMORY, PROCESSES
 from . import linux
 from .user import KernelUser
 
@@ -42,9 +43,7 @@ def grader_dirs() -> list[str]:
 
 
 STAGE = "/run/autograde"  # an empty folder of the sandbox, where the supervisor stages its bind mounts
-MEMORY_LIMIT = "memory limit"
-TOO_MANY_PROCESSES = "too many processes"
-KERNEL_DIED = "kernel died"
+# Why a kernel ended: the grading statuses of the same names (autograde.status), or the grader letting go of it.
 STOPPED_BY_GRADER = "stopped by the grader"
 _NAMESPACES = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS
 
@@ -111,6 +110,18 @@ def supervise(request: KernelRequest, control: socket.socket, start_kernel) -> i
         linux.become_subreaper()
         if request.container_root:
             user = KernelUser(request.container_root, request.writable, request.env)
+    try:
+        status = _run_kernel(request, control, start_kernel, user)
+    finally:
+        if user:  # whatever went wrong here, nothing may keep running as the kernel's user
+            user.release()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    send(control, event="stopped", kernel_cpu_s=round(usage.ru_utime + usage.ru_stime, 3), **status)
+    return 0
+
+
+def _run_kernel(request: KernelRequest, control: socket.socket, start_kernel, user: KernelUser | None) -> dict:
+    """Fork the kernel, watch it until it ends or must end, end it with all it started: why it ended."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel, on the worker's request
     ready_r, ready_w = os.pipe()
     kernel = os.fork()
@@ -129,11 +140,7 @@ def supervise(request: KernelRequest, control: socket.socket, start_kernel) -> i
     ended = _end(kernel, request.isolate)
     if status["reason"] == STOPPED_BY_GRADER and ended is not None and not _killed(ended):
         status = _exit_status(ended)  # it had ended by itself as the grader let go (the grader may have seen it)
-    if user:
-        user.release()
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    send(control, event="stopped", kernel_cpu_s=round(usage.ru_utime + usage.ru_stime, 3), **status)
-    return 0
+    return status
 
 
 def enter_namespaces(request: KernelRequest) -> None:
@@ -163,7 +170,6 @@ def enter_namespaces(request: KernelRequest) -> None:
 def _become_kernel(request: KernelRequest, ready_fd: int, start_kernel, user: KernelUser | None) -> None:
     """In the forked kernel: the rest of the isolation, the limits, a clean process state; then the kernel."""
     try:
-        linux.die_with_parent(signal.SIGKILL)  # without its supervisor the kernel would run unwatched
         os.setsid()  # a process group of its own: kill(0, ...) must not reach the supervisor
         if request.isolate:
             flags = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -171,6 +177,9 @@ def _become_kernel(request: KernelRequest, ready_fd: int, start_kernel, user: Ke
             linux.drop_capabilities()
         elif user:
             user.enter()
+        # Without its supervisor the kernel would run unwatched. Set once the user is the kernel's: Linux clears it
+        # when a process changes its user. A supervisor that died before makes the write to ready_fd below fail.
+        linux.die_with_parent(signal.SIGKILL)
         _apply_limits(request.limits)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -230,9 +239,9 @@ def _watch(kernel: int, request: KernelRequest, control: socket.socket) -> dict:
         processes = _processes(kernel, request.isolate)
         rss = sum(_resident(process) for process in processes)
         if rss > limits.memory_mb << 20:
-            return {"reason": MEMORY_LIMIT, "rss_mb": rss >> 20, "limit_mb": limits.memory_mb}
+            return {"reason": MEMORY, "rss_mb": rss >> 20, "limit_mb": limits.memory_mb}
         if len(processes) > limits.max_processes:
-            return {"reason": TOO_MANY_PROCESSES, "processes": len(processes), "limit": limits.max_processes}
+            return {"reason": PROCESSES, "processes": len(processes), "limit": limits.max_processes}
 
 
 def _operation(line: bytes) -> str | None:

@@ -24,6 +24,7 @@ FIRST_UID = 61000  # unnamed ids below 65534 (nobody), so that they fit a contai
 USERS = 1000  # kernels that may run at once
 LOCKS = "/run/autograde-kernel-users"  # root's own: a kernel can neither read nor create a lock
 NAMESPACE, FILTER, OPEN = "namespace", "filter", "open"  # what keeps a kernel off the network
+HOME_PREFIX = "home-"  # a kernel's home, in the job's folder: the kernel writes there
 
 
 class KernelUser:
@@ -37,7 +38,7 @@ class KernelUser:
             raise RuntimeError(f"container mode: the kernel's folders {outside} are not inside {root}")
         self.uid, self._lock = _claim_uid()
         kill_all(self.uid)  # what a supervisor that died left running as this user
-        self.home = tempfile.mkdtemp(prefix="home-", dir=root)
+        self.home = tempfile.mkdtemp(prefix=HOME_PREFIX, dir=root)
         self.folders = list(folders)
         for folder in folders + [self.home]:
             _open_path(root, folder)
