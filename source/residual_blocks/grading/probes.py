@@ -609,6 +609,14 @@ def block_of(namespace, name, seed, salt, config, made=None):
     return what, block, {"module": module_record(block)}
 
 
+def with_lent_shortcuts(records, namespace, seed, salt) -> dict:
+    """*records* (formula_records, input_and_gradients or device_records) of ResidualBlock, with make_shortcut
+    lent: the block tests judge the block, not the student's make_shortcut."""
+    lend, made = lend_shortcuts(namespace, seed, salt)
+    with lend:
+        return {"configs": records(namespace, "ResidualBlock", seed, salt, made)}
+
+
 def formula_records(namespace, name, seed, salt, made=None) -> list[dict]:
     """Each block config in eval and train mode: its seeded layers and its output on a seeded input."""
     found = []
@@ -629,9 +637,7 @@ def formula_records(namespace, name, seed, salt, made=None) -> list[dict]:
 
 
 def test_residual_block_formula(namespace, seed):
-    lend, made = lend_shortcuts(namespace, seed, "rb-formula")
-    with lend:
-        return {"configs": formula_records(namespace, "ResidualBlock", seed, "rb-formula", made)}
+    return with_lent_shortcuts(formula_records, namespace, seed, "rb-formula")
 
 
 def input_and_gradients(namespace, name, seed, salt, made=None) -> list[dict]:
@@ -664,9 +670,7 @@ def input_and_gradients(namespace, name, seed, salt, made=None) -> list[dict]:
 
 
 def test_residual_block_input_and_gradients(namespace, seed):
-    lend, made = lend_shortcuts(namespace, seed, "rb-input")
-    with lend:
-        return {"configs": input_and_gradients(namespace, "ResidualBlock", seed, "rb-input", made)}
+    return with_lent_shortcuts(input_and_gradients, namespace, seed, "rb-input")
 
 
 def device_records(namespace, name, seed, salt, made=None) -> list[dict]:
@@ -681,9 +685,7 @@ def device_records(namespace, name, seed, salt, made=None) -> list[dict]:
 
 
 def test_residual_block_devices(namespace, seed):
-    lend, made = lend_shortcuts(namespace, seed, "rb-devices")
-    with lend:
-        return {"configs": device_records(namespace, "ResidualBlock", seed, "rb-devices", made)}
+    return with_lent_shortcuts(device_records, namespace, seed, "rb-devices")
 
 
 def test_plain_block_visible(namespace, seed):
