@@ -107,6 +107,30 @@ def test_reference_solution_passes_every_test_in_process_and_matches_the_contrac
     assert namespace["conv_output_size"](32, 3, stride=2, padding=1) == 16
 
 
+def test_a_probe_pins_torch_for_itself_and_leaves_the_notebooks_settings_as_they_were():
+    """probing() runs a probe in float32 on the CPU whatever the notebook chose, and then gives the notebook its
+    own settings back, leaving no torch function mode behind (one would slow every later torch call: the
+    student's training cells run after the probes)."""
+    import torch
+    from torch.overrides import _get_current_function_mode_stack
+
+    probes = ah.grading().probes
+    with probes.probing():
+        pass
+    assert _get_current_function_mode_stack() == []
+    dtype = torch.get_default_dtype()
+    torch.set_default_device("meta")
+    torch.set_default_dtype(torch.float64)
+    try:
+        with probes.probing():
+            inside = torch.empty(1)
+        assert (inside.device.type, inside.dtype) == ("cpu", torch.float32)
+        assert (torch.get_default_device().type, torch.get_default_dtype()) == ("meta", torch.float64)
+    finally:
+        torch.set_default_device(None)
+        torch.set_default_dtype(dtype)
+
+
 # ----------------------------------------------------------------------------------------------- the release
 
 def test_make_release_runs_nbgrader_generate_assignment_without_a_database():

@@ -34,13 +34,18 @@ def probing():
     """Every probe runs with torch's own defaults (float32 on the CPU), whatever the notebook set: a notebook that
     switched to float64 is graded on what it computes, not on what its default made of the probe's inputs."""
     dtype, device = torch.get_default_dtype(), torch.get_default_device()
+    # Only a notebook that chose another device is undone: setting any default device, "cpu" included, installs a
+    # mode that every later torch call goes through (the student's training runs after the probes too).
+    moved = device.type != "cpu"
     torch.set_default_dtype(torch.float32)
-    torch.set_default_device("cpu")
+    if moved:
+        torch.set_default_device(None)
     try:
         yield
     finally:
         torch.set_default_dtype(dtype)
-        torch.set_default_device(device)
+        if moved:
+            torch.set_default_device(device)
 BLOCK_CONFIGS = [(16, 16, 1), (16, 32, 2), (8, 8, 2)]
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
