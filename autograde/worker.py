@@ -53,6 +53,7 @@ from .sandbox import linux
 from .sandbox.kernel import IPC_PREFIX, remove_kernel_files
 from .sandbox.supervisor import Limits
 from .sandbox.user import HOME_PREFIX
+from .sandbox.zygote import warm_up_torch
 
 STUDENT = "student"  # the student's id inside the job course
 NOT_ISOLATED = "graded with --isolation none: the notebook ran with the grader's access to files and network"
@@ -144,6 +145,12 @@ def prepare_reference(template: Template, settings: Settings) -> None:
     child = multiprocessing.get_context("fork").Process(target=observe, name="autograde-reference")
     child.start()
     send.close()  # the child's end alone is left: its death, answered or not, ends the wait below
+    # The workers fork from this process: judged once here (below), they start with what the judges set up on first
+    # use. torch's share of that, its one-off imports, is paid while the child runs the reference. With one torch
+    # thread, since a thread pool started here would not survive the fork (judges' tensors are small).
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+        warm_up_torch(sys.modules["torch"])
     try:
         answer = json.loads(receive.recv())
     except EOFError:  # it died without answering (a segfault, the OOM killer)
@@ -152,10 +159,6 @@ def prepare_reference(template: Template, settings: Settings) -> None:
     if "error" in answer:
         raise AutogradeError(f"the reference answers could not be probed: {answer['error'][:2000]}")
     remember_reference(executor.reference_key(grading, template.source_notebook), answer["observed"])
-    # The workers fork from this process: judged once here, they start with what the judges set up on first use.
-    # With one torch thread, since a thread pool started here would not survive the fork (judges' tensors are small).
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
     grading.rehearse(answer["observed"], executor.run_seed())
 
 

@@ -59,13 +59,14 @@ def preload(modules) -> list[str]:
         except BaseException:  # noqa: BLE001 - an assignment may import anything; a failure is not ours
             failed.append(name)
     if "torch" in sys.modules:
-        _warm_up_torch(sys.modules["torch"])
+        warm_up_torch(sys.modules["torch"])
     return failed
 
 
-def _warm_up_torch(torch) -> None:
-    """torch imports ~800 modules the first time a tensor meets the meta device (~1 s); tests use it to check
-    device handling. Meta tensors have no data, so this starts no threads and is safe to fork after."""
+def warm_up_torch(torch) -> None:
+    """torch imports ~800 modules (its compiler's front end, ~1.5 s) the first time a tensor meets the meta device
+    or an optimizer is made; tests use both. Meta tensors have no data, so this starts no threads and is safe to
+    fork after."""
     x = torch.empty(2, 3, 8, 8, device="meta")
     layer = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
     layer.to("meta")(x).sum()
