@@ -604,17 +604,29 @@ def test_residual_block_adds_shortcut(student, reference, seed):
         constants = switched_off(layer_list(record), seed, salt, cout)
         if any(close(y, F.relu(c + shortcut), 1e-3, 1e-3) for c in constants):
             continue
-        intro = (f"{what}: with the conv-BN branch switched off (its BatchNorm weights set to 0, eval mode) the "
-                 "branch outputs its last BatchNorm's bias b, so the block must return ReLU(b + shortcut(x))")
-        check(y.min().item() >= -1e-6, f"{intro}, but the output has negative values (down to {y.min().item():.3g}): "
-                                       "the ReLU must be the last step, after adding the shortcut")
-        check(not close(y, F.relu(shortcut), 1e-3, 1e-3), f"{intro}; it returns ReLU(shortcut(x)): the branch's "
-                                                           "output is not added")
-        check(y.abs().max().item() >= 1e-6, f"{intro}, but it returns zeros: the shortcut is not added to the branch "
-                                             "(or it is multiplied instead of added)")
-        raise AssertionError(f"{intro}; the largest difference is "
-                             f"{min((gap(y, F.relu(c + shortcut)) for c in constants), default=float('nan')):.3g}")
+        adds_mistake(what, y, constants, shortcut)
     return "ResidualBlock: adds the shortcut to the branch, then applies the ReLU"
+
+
+def adds_mistake(what, y, constants, shortcut) -> None:
+    """Fail with what the block got wrong, its output *y* with the branch switched off being none of
+    ReLU(b + *shortcut*) for the candidate biases b (*constants*): the usual mistakes, else the largest difference."""
+    intro = (f"{what}: with the conv-BN branch switched off (its BatchNorm weights set to 0, eval mode) the branch "
+             "outputs its last BatchNorm's bias b, so the block must return ReLU(b + shortcut(x))")
+    check(y.min().item() >= -1e-6, f"{intro}, but the output has negative values (down to {y.min().item():.3g}): the "
+                                   "ReLU must be the last step, after adding the shortcut")
+    mistakes = [("it returns ReLU(b), the branch alone: the shortcut is not added to the branch",
+                 [F.relu(c).expand_as(y) for c in constants]),
+                ("it returns ReLU(shortcut(x)): the branch's output is not added", [F.relu(shortcut)]),
+                ("it multiplies the branch by the shortcut; a residual block adds them",
+                 [F.relu(c * shortcut) for c in constants]),
+                ("it applies a ReLU to the branch and another to the shortcut, then adds them; one ReLU comes after "
+                 "the addition", [F.relu(c) + F.relu(shortcut) for c in constants]),
+                ("it applies a ReLU to the shortcut before adding it", [F.relu(c + F.relu(shortcut)) for c in constants])]
+    for mistake, outputs in mistakes:
+        check(not any(close(y, wrong, 1e-3, 1e-3) for wrong in outputs), f"{intro}; {mistake}")
+    raise AssertionError(f"{intro}; the largest difference is "
+                         f"{min((gap(y, F.relu(c + shortcut)) for c in constants), default=float('nan')):.3g}")
 
 
 def test_residual_block_formula(student, reference, seed):
