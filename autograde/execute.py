@@ -28,6 +28,7 @@ test without an error counts as passed. What happened goes into the notebook's `
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -243,10 +244,8 @@ class JudgedExecute(Execute):
         return None
 
     async def _stop_kernel(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # it may already be gone
             await ensure_async(self.km.shutdown_kernel(now=True))
-        except Exception:  # noqa: BLE001 - it may already be gone
-            pass
 
     # -- nbclient hooks --------------------------------------------------------------------------
     def on_cell_executed(self, **kwargs):

@@ -450,6 +450,9 @@ def branches(x, convs, norms, stride, training):
 
 
 LATE_STRIDE = "its stride is on the second convolution; the first one carries it"
+# Mistakes of a residual block that the formula test and the adds-shortcut test both name.
+MULTIPLIES = "it multiplies the branch by the shortcut; a residual block adds them"
+RELU_ON_SHORTCUT = "it applies a ReLU to the shortcut before adding it"
 
 
 def block_candidates(x, convs, norms, stride, training, shortcut):
@@ -471,10 +474,10 @@ def block_candidates(x, convs, norms, stride, training, shortcut):
                       ("it applies the last ReLU before adding the shortcut; y = ReLU(F(x) + shortcut(x)) needs the ReLU "
                        "after the addition", relu(b["branch"]) + shortcut),
                       ("it has no ReLU after adding the shortcut", b["branch"] + shortcut),
-                      ("it applies a ReLU to the shortcut before adding it", relu(b["branch"] + relu(shortcut))),
+                      (RELU_ON_SHORTCUT, relu(b["branch"] + relu(shortcut))),
                       ("it applies each ReLU before the BatchNorm; the order is conv -> BN -> ReLU",
                        relu(b["relu_before_bn"] + shortcut)),
-                      ("it multiplies the branch by the shortcut; a residual block adds them", relu(b["branch"] * shortcut)),
+                      (MULTIPLIES, relu(b["branch"] * shortcut)),
                       ("it does not add the shortcut", relu(b["branch"]))]
             if "late" in b and b["late"].shape == shortcut.shape:
                 found.append((LATE_STRIDE, relu(b["late"] + shortcut)))
@@ -618,11 +621,10 @@ def adds_mistake(what, y, constants, shortcut) -> None:
     mistakes = [("it returns ReLU(b), the branch alone: the shortcut is not added to the branch",
                  [F.relu(c).expand_as(y) for c in constants]),
                 ("it returns ReLU(shortcut(x)): the branch's output is not added", [F.relu(shortcut)]),
-                ("it multiplies the branch by the shortcut; a residual block adds them",
-                 [F.relu(c * shortcut) for c in constants]),
+                (MULTIPLIES, [F.relu(c * shortcut) for c in constants]),
                 ("it applies a ReLU to the branch and another to the shortcut, then adds them; one ReLU comes after "
                  "the addition", [F.relu(c) + F.relu(shortcut) for c in constants]),
-                ("it applies a ReLU to the shortcut before adding it", [F.relu(c + F.relu(shortcut)) for c in constants])]
+                (RELU_ON_SHORTCUT, [F.relu(c + F.relu(shortcut)) for c in constants])]
     for mistake, outputs in mistakes:
         check(not any(close(y, wrong, 1e-3, 1e-3) for wrong in outputs), f"{intro}; {mistake}")
     raise AssertionError(f"{intro}; the largest difference is "
