@@ -37,7 +37,7 @@ from . import GRADER_VERSION, AutogradeError
 from .execute import JudgedExecute, is_test
 from .feedback import FeedbackExporter
 from .judging import FOLDER, Grading
-from .preprocessors import HideHiddenTests, RestoreCells, grade_id
+from .preprocessors import HideHiddenTests, RestoreCells, grade_id, is_graded
 from .sanitize import CleanHTML
 
 IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", ".DS_Store", "*.pyc")
@@ -150,12 +150,20 @@ class Course:
             raise AutogradeError(f"no assignment {assignment!r} in {self.root / 'source'}{hint}")
         self.config = protect(load_course_config(self.root))
         self.course_id = self.config.CourseDirectory.get("course_id") or "course"
-        notebooks = sorted(self.source.glob("*.ipynb"))
-        if len(notebooks) != 1:
-            raise AutogradeError(f"{self.source} must hold exactly one notebook, found {len(notebooks)}: "
-                                 "the grader expects one notebook per student")
-        self.notebook_path = notebooks[0]
+        self.notebook_path = self._graded_notebook()
         self.notebook = self.notebook_path.stem
+
+    def _graded_notebook(self) -> Path:
+        """The assignment's one notebook with something to grade (answers, tests or tasks); the others (a reading
+        notebook) are released with it, and not graded."""
+        notebooks = sorted(self.source.glob("*.ipynb"))
+        graded = [path for path in notebooks if any(map(is_graded, nbformat.read(path, as_version=4).cells))]
+        if len(graded) == 1:
+            return graded[0]
+        names = ", ".join(path.name for path in graded or notebooks) or "none"
+        what = "has several notebooks with cells to grade" if graded else "has no notebook with cells to grade"
+        raise AutogradeError(f"{self.source} {what} ({names}): this tool grades one notebook per student; "
+                             "grade such an assignment with nbgrader autograde, which the course's plugins protect too")
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256(f"{GRADER_VERSION}/{nbgrader.__version__}/{self.course_id}".encode())
@@ -220,8 +228,12 @@ class Template:
         Raises :class:`~autograde.judging.GradingError` (an AutogradeError) each time, when the course requires
         judges and the assignment has none."""
         if not hasattr(self, "_grading"):  # (find raises before anything is cached: a later call raises again)
-            required = bool(self.course.config.JudgedExecute.get("require_judges"))
-            self._grading = Grading.find(self.grading_dir, required)
+            source = nbformat.read(self.course.notebook_path, as_version=4)
+            if not any(is_test(cell) for cell in source.cells):
+                self._grading = None  # nothing to judge (answers graded by hand, tasks): nothing passes by itself
+            else:
+                required = bool(self.course.config.JudgedExecute.get("require_judges"))
+                self._grading = Grading.find(self.grading_dir, required)
         return self._grading
 
     def prepare(self, log: logging.Logger | None = None, duedate: datetime | None = None) -> "Template":
@@ -258,7 +270,7 @@ class Template:
         source = nbformat.read(self.course.notebook_path, as_version=4)
         with Gradebook("sqlite:///" + str(self.gradebook), self.course.course_id) as gb:
             notebook = gb.find_notebook(self.course.notebook, self.course.assignment)
-            points = {cell.name: float(cell.max_score) for cell in notebook.grade_cells}
+            points = {cell.name: float(cell.max_score) for cell in [*notebook.grade_cells, *notebook.task_cells]}
         order = [grade_id(cell) for cell in source.cells if grade_id(cell)]
         self.cells = [GradedCell(cell_id, points[cell_id]) for cell_id in order if cell_id in points]
         self.max_score = sum(cell.points for cell in self.cells)

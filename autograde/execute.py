@@ -49,9 +49,10 @@ from traitlets import Bool, Integer, Unicode
 
 from . import status as st
 from .judging import FOLDER, MIME, Grading
-from .preprocessors import add_to_report, report
+from .preprocessors import add_to_report
 from .sandbox.kernel import IsolatedKernelManager, remove_kernel_files
 
+KERNEL_FACTS = "autograde_kernel"  # the resources' key for how the kernel ran (warm, CPU seconds)
 WORK_PREFIX = "work-"  # a kernel's working folder (_work_folder): the kernel writes there
 # (grading folder, reference notebook, seed) -> grade_id -> observations; a Jupyter server whose formgrader runs
 # Autograde many times keeps the last few.
@@ -117,8 +118,8 @@ class JudgedExecute(Execute):
 
     # -- the run -------------------------------------------------------------------------------
     def preprocess(self, nb, resources=None, km=None):
-        grading = self.grading(resources)
         tests = [cell for cell in nb.cells if is_test(cell)]
+        grading = self.grading(resources) if tests else None  # no test, nothing to judge, nothing passes by itself
         reference = None
         if grading is not None:
             grading.check_complete(cell.metadata.nbgrader.grade_id for cell in tests)
@@ -403,7 +404,8 @@ class JudgedExecute(Execute):
             add_to_report(nb, status=status)
         for note in found["notes"]:
             add_to_report(nb, note=note)
-        report(nb)["kernel"] = {key: found[key] for key in ("warm", "kernel_cpu_s") if key in found}
+        # Measurements go with the resources, not into the notebook: grading a file twice gives the same notebook.
+        self.resources[KERNEL_FACTS] = {key: found[key] for key in ("warm", "kernel_cpu_s") if key in found}
 
 
 def remember_reference(key: tuple, observed: dict) -> None:

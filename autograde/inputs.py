@@ -20,7 +20,6 @@ one, else by the file's time (a zip entry's time, kept when unzipping); the note
 from __future__ import annotations
 
 import json
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +32,7 @@ from nbformat import NotebookNode
 from . import lms
 from . import safezip
 from . import status as st
-from .preprocessors import NotGradable
+from .preprocessors import NotGradable, unique_ids
 
 
 @dataclass
@@ -328,9 +327,10 @@ def _repair(raw: dict) -> dict:
         if isinstance(source, list):
             source = "".join(str(part) for part in source)
         fixed = {"cell_type": cell_type, "metadata": cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {},
-                 "source": str(source), "id": uuid.uuid4().hex[:8]}
+                 "source": str(source)}
         if cell_type == "code":
             fixed["outputs"] = []
             fixed["execution_count"] = None
         nb["cells"].append(fixed)
+    unique_ids(nb)
     return nb

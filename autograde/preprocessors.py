@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import os
 import re
-import uuid
 
 from nbformat import NotebookNode
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nbgrader import utils
+from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Any, Integer
@@ -53,18 +56,24 @@ def add_to_report(nb: NotebookNode, status: str | None = None, note: str | None 
 
 # -- RestoreCells ----------------------------------------------------------------------------------
 
-def _nbgrader(cell) -> dict:
+def nbgrader_metadata(cell) -> dict:
+    """A cell's nbgrader metadata; {} when it has none, or something else than a dict."""
     md = cell.get("metadata", {}).get("nbgrader")
     return md if isinstance(md, dict) else {}
 
 
 def grade_id(cell) -> str | None:
-    value = _nbgrader(cell).get("grade_id")
+    value = nbgrader_metadata(cell).get("grade_id")
     return value if isinstance(value, str) else None
 
 
 def _text(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.replace("\r\n", "\n").strip().splitlines())
+
+
+def is_graded(cell) -> bool:
+    """Whether *cell* is something the assignment grades: an answer, a test or a task."""
+    return any(nbgrader_metadata(cell).get(key) for key in ("solution", "grade", "task"))
 
 
 def _is_test(md: dict) -> bool:
@@ -77,21 +86,31 @@ def _is_locked(md: dict) -> bool:
 
 def _serious(release_cell) -> bool:
     """Restoring this cell changes what is graded: a test, or locked code the tests rely on."""
-    md = _nbgrader(release_cell)
+    md = nbgrader_metadata(release_cell)
     return _is_test(md) or (_is_locked(md) and release_cell.cell_type == "code")
 
 
-def check_assignment(nb: NotebookNode, release: NotebookNode) -> None:
-    """Raise NotGradable unless *nb* holds an answer or test cell of the *release*'s assignment (matched by id
-    or, for locked cells that lost their metadata, by content): boilerplate ids ("intro") do not count."""
+NOT_THIS_ASSIGNMENT = "none of this assignment's cells are in the notebook"
+
+
+def is_other_assignment(nb: NotebookNode, release: NotebookNode) -> bool:
+    """Whether *nb* holds none of the answer, test or task cells of *release* (matched by id or, for locked cells
+    that lost their metadata, by content), where the release has some: boilerplate ids ("intro") do not count. A
+    notebook the release gives nothing to grade (a reading notebook) is never another assignment's."""
     release_by_id = {grade_id(cell): cell for cell in release.cells if grade_id(cell)}
-    graded = {g for g, cell in release_by_id.items() if _nbgrader(cell).get("solution") or _nbgrader(cell).get("grade")}
-    if any(grade_id(cell) in graded for cell in nb.cells):
-        return
+    graded = {g for g, cell in release_by_id.items() if is_graded(cell)}
+    if not graded or any(grade_id(cell) in graded for cell in nb.cells):
+        return False
     texts = {_text(cell.source) for cell in nb.cells}
-    if any(_is_locked(_nbgrader(release_by_id[g])) and _text(release_by_id[g].source) in texts for g in graded):
-        return
-    raise NotGradable(st.WRONG_ASSIGNMENT, "none of this assignment's cells are in the notebook")
+    return not any(_is_locked(nbgrader_metadata(release_by_id[g])) and _text(release_by_id[g].source) in texts
+                   for g in graded)
+
+
+def check_assignment(nb: NotebookNode, release: NotebookNode) -> None:
+    """Raise NotGradable when *nb* is another assignment's (:func:`is_other_assignment`): the grading tool's rule,
+    which gives such a file its row status and grades nothing."""
+    if is_other_assignment(nb, release):
+        raise NotGradable(st.WRONG_ASSIGNMENT, NOT_THIS_ASSIGNMENT)
 
 
 class RestoreCells(NbGraderPreprocessor):
@@ -111,7 +130,12 @@ class RestoreCells(NbGraderPreprocessor):
     * converted cells: a test cell turned into Markdown or raw is code again;
     * deleted cells: tests, locked cells and hand-graded answers come back (the release version) after their
       nearest surviving neighbour. Plain answer cells do not: a stub would overwrite the student's code;
-    * cell ids are made unique and valid (nbformat 4.5).
+    * cell ids are made unique and valid (nbformat 4.5), new ones derived from the cell's place and content;
+    * another assignment's notebook (none of this one's graded cells) is restored and graded all the same, as
+      nbgrader would grade it (its tests fail), with the status "wrong assignment".
+
+    The release comes from the course's release folder; without one, from the gradebook, whose cells have no
+    order: deleted cells then come back at the end, and answers are not looked for by their place.
 
     Edited locked cells keep the student's text here: nbgrader's OverwriteCells, which runs next, restores them
     from the gradebook (hidden tests included). What was restored goes into the notebook's ``autograde``
@@ -123,28 +147,38 @@ class RestoreCells(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         nb.metadata.pop(METADATA_KEY, None)  # only the plugins write it
-        release = self.release or self._release_notebook(resources)
-        check_assignment(nb, release)
+        release, in_order = (self.release, True) if self.release is not None else self._release_notebook(resources)
+        other = is_other_assignment(nb, release)
+        if other:  # graded as nbgrader grades it; the report and the log say why it scores 0
+            add_to_report(nb, st.WRONG_ASSIGNMENT, NOT_THIS_ASSIGNMENT)
+            notebook = (resources.get("nbgrader") or {}).get("notebook", "notebook")
+            self.log.warning("%s: %s", notebook, NOT_THIS_ASSIGNMENT)
         release_cells = [cell for cell in release.cells if grade_id(cell)]
         by_id = {grade_id(cell): cell for cell in release_cells}
         self._nb = nb
         self._drop_foreign_metadata(nb, by_id)
         self._recover_metadata(nb, by_id)
-        self._recover_answers(nb, release_cells, {_text(cell.source) for cell in release.cells})
+        if in_order and not other:  # finding a lost answer by its neighbours needs the release's order and cells
+            self._recover_answers(nb, release_cells, {_text(cell.source) for cell in release.cells})
         self._resolve_duplicates(nb, by_id)
         self._restore_metadata(nb, by_id)
-        self._reinsert_missing(nb, release_cells)
-        _unique_ids(nb)
+        self._reinsert_missing(nb, release_cells, in_order)
+        unique_ids(nb)
         nb.nbformat, nb.nbformat_minor = 4, max(nb.get("nbformat_minor", 5), 5)
         return nb, resources
 
-    def _release_notebook(self, resources) -> NotebookNode:
+    def _release_notebook(self, resources) -> tuple[NotebookNode, bool]:
+        """The release notebook, from the course's release folder; without one (the release is made elsewhere, or
+        was removed), the assignment's cells as the gradebook records them, in an order it does not record."""
         import nbformat
 
         info = resources["nbgrader"]
         coursedir = CourseDirectory(parent=self)
         folder = coursedir.format_path(coursedir.release_directory, ".", info["assignment"])
-        return nbformat.read(f"{folder}/{info['notebook']}.ipynb", as_version=4)
+        path = f"{folder}/{info['notebook']}.ipynb"
+        if os.path.isfile(path):
+            return nbformat.read(path, as_version=4), True
+        return release_from_gradebook(info["db_url"], info["assignment"], info["notebook"]), False
 
     def _restored(self, what: str, cell_id: str, serious: bool) -> None:
         found = report(self._nb)
@@ -163,7 +197,7 @@ class RestoreCells(NbGraderPreprocessor):
     def _recover_metadata(self, nb, by_id) -> None:
         present = {grade_id(cell) for cell in nb.cells if grade_id(cell)}
         for cell_id, release_cell in by_id.items():
-            md = _nbgrader(release_cell)
+            md = nbgrader_metadata(release_cell)
             if cell_id in present or not _is_locked(md) or not _text(release_cell.source):
                 continue
             for cell in nb.cells:
@@ -175,7 +209,7 @@ class RestoreCells(NbGraderPreprocessor):
     def _recover_answers(self, nb, release_cells, release_texts: set[str]) -> None:
         positions = {grade_id(cell): i for i, cell in enumerate(nb.cells) if grade_id(cell)}
         for order, release_cell in enumerate(release_cells):
-            cell_id, md = grade_id(release_cell), _nbgrader(release_cell)
+            cell_id, md = grade_id(release_cell), nbgrader_metadata(release_cell)
             if cell_id in positions or not (md.get("grade") and md.get("solution")):
                 continue
             before = [positions[grade_id(c)] for c in release_cells[:order] if grade_id(c) in positions]
@@ -204,7 +238,7 @@ class RestoreCells(NbGraderPreprocessor):
                 continue
             release_cell = by_id[cell_id]
             keeper = cells[-1]
-            if not _is_locked(_nbgrader(release_cell)):
+            if not _is_locked(nbgrader_metadata(release_cell)):
                 edited = [cell for cell in cells if _text(cell.source) != _text(release_cell.source)]
                 keeper = edited[-1] if edited else cells[-1]
             for cell in cells:
@@ -219,7 +253,7 @@ class RestoreCells(NbGraderPreprocessor):
             if not cell_id:
                 continue
             release_cell = by_id[cell_id]
-            md, mine = _nbgrader(release_cell), _nbgrader(cell)
+            md, mine = nbgrader_metadata(release_cell), nbgrader_metadata(cell)
             serious = _serious(release_cell)
             if any(bool(mine.get(key)) != bool(md.get(key)) for key in ("grade", "solution", "locked", "task")) \
                     or _points(mine) != _points(md):
@@ -234,10 +268,12 @@ class RestoreCells(NbGraderPreprocessor):
                 cell.metadata["editable"] = False
                 cell.metadata["deletable"] = False
 
-    def _reinsert_missing(self, nb, release_cells) -> None:
+    def _reinsert_missing(self, nb, release_cells, in_order: bool) -> None:
+        """Deleted tests, locked cells and hand-graded answers come back after their nearest surviving neighbour
+        in the release; at the end when the release's order is unknown (as nbgrader's own ``add_missing_cells``)."""
         positions = {grade_id(cell): i for i, cell in enumerate(nb.cells) if grade_id(cell)}
         for order, release_cell in enumerate(release_cells):
-            cell_id, md = grade_id(release_cell), _nbgrader(release_cell)
+            cell_id, md = grade_id(release_cell), nbgrader_metadata(release_cell)
             if cell_id in positions or not (_is_locked(md) or md.get("grade")):
                 continue
             previous = [positions[grade_id(c)] for c in release_cells[:order] if grade_id(c) in positions]
@@ -246,19 +282,42 @@ class RestoreCells(NbGraderPreprocessor):
             cell = copy.deepcopy(release_cell)
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-            cell["id"] = uuid.uuid4().hex[:8]
-            nb.cells.insert(index, cell)
+            nb.cells.insert(index if in_order else len(nb.cells), cell)  # its release id, made unique afterwards
             positions = {grade_id(c): i for i, c in enumerate(nb.cells) if grade_id(c)}
             self._restored("deleted cell restored", cell_id, _serious(release_cell))
 
 
-def _unique_ids(nb) -> None:
-    """Unique, valid cell ids (pasted cells may repeat them; other editors omit them)."""
+def release_from_gradebook(db_url: str, assignment: str, notebook: str) -> NotebookNode:
+    """A release notebook's nbgrader cells as nbgrader's gradebook records them (its source cells, their points and
+    kinds), sorted by grade id: the gradebook keeps no order."""
+    with Gradebook(db_url) as gb:
+        recorded = gb.find_notebook(notebook, assignment)
+        points = {cell.name: cell.max_score for cell in [*recorded.grade_cells, *recorded.task_cells]}
+        solutions = {cell.name for cell in recorded.solution_cells}
+        tasks = {cell.name for cell in recorded.task_cells}
+        cells = []
+        for source in sorted(recorded.source_cells, key=lambda cell: cell.name):
+            name = source.name
+            md = {"grade_id": name, "locked": bool(source.locked), "solution": name in solutions,
+                  "grade": name in points and name not in tasks, "task": name in tasks, "points": points.get(name, 0),
+                  "schema_version": 3}
+            make = new_code_cell if source.cell_type == "code" else new_markdown_cell
+            cell = make(source.source or "", metadata={"nbgrader": md})
+            del cell["id"]  # given one from its content where it is inserted
+            cells.append(cell)
+    return new_notebook(cells=cells)
+
+
+def unique_ids(nb) -> None:
+    """Unique, valid cell ids (pasted cells repeat them; other editors omit them). A new id is derived from the
+    cell's place and content, so that grading the same file twice gives the same notebook."""
     seen = set()
-    for cell in nb.cells:
-        cell_id = cell.get("id")
+    for index, cell in enumerate(nb["cells"]):
+        cell_id, attempt = cell.get("id"), 0
         while not isinstance(cell_id, str) or not _VALID_ID.match(cell_id) or cell_id in seen:
-            cell_id = uuid.uuid4().hex[:8]
+            content = f"{index}/{attempt}/{cell.get('cell_type')}/{cell.get('source', '')}"
+            cell_id = hashlib.sha256(content.encode()).hexdigest()[:8]
+            attempt += 1
         cell["id"] = cell_id
         seen.add(cell_id)
 

@@ -46,7 +46,7 @@ from .course import Template, course_config
 from .feedback import prewarm_feedback, write_status_page
 from .formgrader import Submitted, answer_checksums, nbgrader_timestamp, publish, read_scores, student_folder
 from .inputs import read_submission
-from .execute import WORK_PREFIX, JudgedExecute, remember_reference
+from .execute import KERNEL_FACTS, WORK_PREFIX, JudgedExecute, remember_reference
 from .preprocessors import HideHiddenTests, NotGradable, check_assignment, report
 from .results import Result, atomic_copy
 from .sandbox import linux
@@ -215,12 +215,14 @@ def _grade(nb, job: Job, jobdir: Path, template: Template, settings: Settings, l
     course = template.course
     _make_job_course(nb, jobdir, template, job.submitted_at)
     config = _job_config(template, jobdir, settings)
-    converter = Autograde(coursedir=CourseDirectory(config=config), config=config, log=log)
+    converter = _Autograde(coursedir=CourseDirectory(config=config), config=config, log=log)
     converter.force = True
     converter.start()
     autograded = jobdir / "autograded" / STUDENT / course.assignment
     graded_nb = nbformat.read(autograded / f"{course.notebook}.ipynb", as_version=4)
     lost = _read_report(graded_nb, result)
+    result.kernel = "warm" if converter.kernel_facts.get("warm") else "cold"
+    result.kernel_cpu_s = converter.kernel_facts.get("kernel_cpu_s")
     with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
         notebook = gb.find_submission_notebook(course.notebook, course.assignment, STUDENT)
         for grade in notebook.grades:
@@ -242,6 +244,17 @@ def _grade(nb, job: Job, jobdir: Path, template: Template, settings: Settings, l
             Path(job.path), autograded, f"{course.notebook}.ipynb", job.submitted_at,
             {name: Path(path) for name, path in job.exchange_files.items()}))
         result.gradebook = book
+
+
+class _Autograde(Autograde):
+    """nbgrader's Autograde, keeping what JudgedExecute measured of the kernel (in the resources it writes the
+    autograded notebook with)."""
+
+    kernel_facts: dict = {}
+
+    def write_single_notebook(self, output, resources) -> None:
+        self.kernel_facts = resources.get(KERNEL_FACTS, self.kernel_facts)
+        super().write_single_notebook(output, resources)
 
 
 def _make_job_course(nb, jobdir: Path, template: Template, submitted_at: str | None) -> None:
@@ -292,9 +305,6 @@ def _read_report(autograded: nbformat.NotebookNode, result: Result) -> set[str]:
         result.add(status)
     for note in found.get("notes", []):
         result.add(note=note)
-    kernel = found.get("kernel", {})
-    result.kernel = "warm" if kernel.get("warm") else "cold"
-    result.kernel_cpu_s = kernel.get("kernel_cpu_s")
     return set(found.get("answers_lost", []))
 
 

@@ -1,5 +1,6 @@
 """Unit tests of the grading tool's parts that need no kernel: unzipping, discovery, reading and
 restoring notebooks, feedback redaction, the plugins' composition, a job's reference run and clean-up."""
+import copy
 import csv
 import json
 import os
@@ -14,7 +15,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from autograde import safezip
 from autograde import status as st
 from autograde.inputs import NotebookChooser, discover, open_submissions, read_submission, unwrap
-from autograde.preprocessors import REDACTED, HideHiddenTests, NotGradable, RestoreCells
+from autograde.preprocessors import (NOT_THIS_ASSIGNMENT, REDACTED, HideHiddenTests, NotGradable, RestoreCells,
+                                    check_assignment)
 from autograde.results import Result, write_grades
 
 from autograde_fixtures import bracket_bombs, mini_source
@@ -323,11 +325,49 @@ def test_restore_says_where_to_look_when_the_answer_is_unclear():
     assert _ids(restored).count("written") == 1  # the release's cell, for the grader to score by hand
 
 
-def test_restore_rejects_notebooks_of_another_assignment():
+def test_another_assignments_notebook_is_graded_as_nbgrader_does_and_reported():
     other = new_notebook(cells=[new_markdown_cell("# Lesson 3"), new_code_cell("print(1)")])
-    with pytest.raises(NotGradable) as caught:
-        _restore(other)
+    restored, info = _restore(copy.deepcopy(other))
+    assert info["statuses"] == [st.WRONG_ASSIGNMENT, st.RESTORED] and NOT_THIS_ASSIGNMENT in info["notes"]
+    assert [cell.source for cell in restored.cells[:2]] == ["# Lesson 3", "print(1)"]
+    assert {"test_visible", "test_hidden"} <= set(_ids(restored))  # its tests run, and fail: 0, as in nbgrader
+    with pytest.raises(NotGradable) as caught:  # the grading tool's own rule: a row that says so, nothing graded
+        check_assignment(other, _release())
     assert caught.value.status == st.WRONG_ASSIGNMENT
+
+
+def _reading_release():
+    return new_notebook(cells=[new_markdown_cell("# Read me", metadata={"nbgrader": {
+        "grade_id": "intro", "locked": True, "grade": False, "solution": False, "schema_version": 3}}),
+        new_code_cell("x = 1")])
+
+
+def _task_release():
+    task = {"grade_id": "task_plot", "locked": True, "grade": False, "solution": False, "task": True, "points": 3,
+            "schema_version": 3}
+    return new_notebook(cells=[new_markdown_cell("Describe the plot you made.", metadata={"nbgrader": task})])
+
+
+@pytest.mark.parametrize("release, submitted", [
+    (_reading_release(), new_notebook(cells=[new_code_cell("print('my notes')")])),  # nothing graded to look for
+    (_task_release(), _task_release()),  # a task is what the assignment grades
+])
+def test_notebooks_with_nothing_or_only_a_task_to_grade_are_this_assignments(release, submitted):
+    nb, _ = RestoreCells(release=release).preprocess(submitted, {})
+    assert st.WRONG_ASSIGNMENT not in nb.metadata.get("autograde", {}).get("statuses", [])
+    check_assignment(submitted, release)  # does not raise
+
+
+def test_restored_notebooks_get_the_same_ids_every_time():
+    nb = _stripped_with_answers("Because it is linear.")
+    nb.cells.append(copy.deepcopy(nb.cells[0]))  # a pasted copy: the same id twice
+    nb.cells.append(new_code_cell("y = 2"))
+    del nb.cells[-1]["id"]  # another editor's cell without an id
+    first, _ = _restore(copy.deepcopy(nb))
+    second, _ = _restore(copy.deepcopy(nb))
+    ids = [cell["id"] for cell in first.cells]
+    assert ids == [cell["id"] for cell in second.cells] and len(set(ids)) == len(ids)
+    nbformat.validate(first)
 
 
 # -- feedback -----------------------------------------------------------------------------------
