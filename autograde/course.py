@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import logging
 import shutil
 import sqlite3
@@ -126,6 +127,12 @@ def _protect_pages(config: Config) -> None:
         config.GenerateFeedback.exporter_class = FeedbackExporter
 
 
+def _stable_name(value) -> str:
+    """A configuration value JSON cannot hold (a class, a function, an object), by its name: the same every run."""
+    named = value if hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(named, '__module__', '')}.{named.__qualname__}"
+
+
 def naive_utc(when: datetime | None) -> datetime | None:
     """nbgrader's gradebook keeps times in UTC, without a zone."""
     return when.astimezone(timezone.utc).replace(tzinfo=None) if when else None
@@ -171,6 +178,14 @@ class Course:
             relative = path.relative_to(self.source)
             if path.is_file() and not any(part in (".ipynb_checkpoints", "__pycache__") for part in relative.parts):
                 digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+        return digest.hexdigest()[:16]
+
+    def config_digest(self) -> str:
+        """What of the course's nbgrader_config.py can change a grade: the file, and the configuration it loads to
+        (the plugins by name, the late-penalty plugin and every option)."""
+        path = self.root / "nbgrader_config.py"
+        digest = hashlib.sha256(path.read_bytes() if path.exists() else b"")
+        digest.update(json.dumps(self.config, sort_keys=True, default=_stable_name).encode())
         return digest.hexdigest()[:16]
 
     def recorded_duedate(self) -> datetime | None:

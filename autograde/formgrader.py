@@ -89,6 +89,13 @@ class FormgraderCourse:
             return None
         return self.root / "autograded" / folder / self.course.assignment / f"{self.course.notebook}.ipynb"
 
+    def submitted_path(self, student_id: str) -> Path | None:
+        """The copy of the file the student's graded attempt came from (byte for byte, see :func:`publish`)."""
+        folder = student_folder(student_id)
+        if folder is None:
+            return None
+        return self.root / "submitted" / folder / self.course.assignment / f"{self.course.notebook}.ipynb"
+
     def prepare(self) -> "FormgraderCourse":
         """Create the course, or start a new gradebook when the assignment's source changed."""
         stamp = self.root / ".fingerprint"

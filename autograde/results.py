@@ -5,9 +5,11 @@ has one), ``name``, ``score`` (after any late penalty), ``max_score``, ``status`
 ``grade_id``; empty while an answer awaits grading by hand), then ``needs_manual_grade``, ``late_penalty``,
 ``submitted_at`` (the LMS's or the exchange's time, UTC), ``notes`` and ``submission`` (the file that was graded).
 
-The cache (``.autograde/cache/``) keeps each student's latest result under a key made of the submitted bytes, the
-assignment's fingerprint and the grading settings, so a rerun reuses it unless ``--force``. It is also the class
-list: a later batch graded into the same ``--out`` adds to it, and the students it does not hold keep their rows.
+The cache (``.autograde/cache/``) keeps each student's latest result under a key made of the submitted bytes and
+the grading settings (the assignment's source, the course's configuration, the due date, the limits, the grader's
+version: ``run.grading_settings``), so a rerun reuses it unless ``--force``. It is also the class list: a later
+batch graded into the same ``--out`` adds to it, and the students it does not hold keep their rows; a result whose
+settings changed is graded again from its copy in the class course (``run._again``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import shutil
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import status as st
@@ -55,8 +58,10 @@ class Result:
     lms: str = "plain"  # the layout of the download it came from (which LMS import file it goes to)
     submitted_at: str | None = None  # ISO 8601, UTC: the LMS's or the exchange's record (None: unknown)
     late_penalty: float = 0.0  # what nbgrader's late-submission plugin took off (already out of ``score``)
+    seconds_late: float = 0.0  # after the due date, by the LMS's or the exchange's time (0: on time, or unknown)
     fingerprint: str = ""  # the assignment's source it was graded against
     grader_version: str = ""
+    grading_settings: dict = field(default_factory=dict)  # what decided the grade besides the file (run.py)
 
     @property
     def status(self) -> str:
@@ -68,12 +73,27 @@ class Result:
         if note and note not in self.notes:
             self.notes.append(note)
 
+    def mark_late(self, due: str | None) -> None:
+        """Record how late the submission came, when both its time and the due date (ISO 8601) are known."""
+        if not (due and self.submitted_at and later(self.submitted_at, due)):
+            return
+        self.seconds_late = (instant(self.submitted_at) - instant(due)).total_seconds()
+        self.add(note=f"late: {_duration(self.seconds_late)} after the due date ({due})")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Result":
         return cls(**json.loads(text))
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
+    return " ".join(parts) or "less than a minute"
 
 
 def number(value) -> str:
@@ -124,6 +144,31 @@ def _temporary(path: Path) -> Path:
 
 # -- cache --------------------------------------------------------------------------------------
 
+SETTING_NAMES = {"source": "the assignment's source changed", "config": "the course's nbgrader_config.py changed",
+                 "due": "the due date changed", "version": "another version of the grader",
+                 "timeout": "--timeout changed", "memory_mb": "--memory changed", "isolation": "--isolation changed",
+                 "max_output_bytes": "the output cap changed"}
+
+
+def changed_settings(old: dict, new: dict) -> str:
+    """Why a result graded with the settings *old* is graded again with *new*: the first difference, in words."""
+    for name in [*SETTING_NAMES, *sorted(set(old) | set(new))]:
+        if old.get(name) != new.get(name):
+            return SETTING_NAMES.get(name, f"the setting {name} changed")
+    return "its settings changed"
+
+
+def instant(iso: str) -> datetime:
+    """An ISO 8601 time; one without a zone is UTC (as nbgrader's gradebook keeps times)."""
+    when = datetime.fromisoformat(iso)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def later(first: str | None, second: str | None) -> bool:
+    """Whether the ISO 8601 time *first* is after *second* (False when either is unknown)."""
+    return bool(first and second) and instant(first) > instant(second)
+
+
 def cache_key(path: str | None, known_status: str | None, fingerprint: str, settings: dict) -> str:
     digest = hashlib.sha256(json.dumps([fingerprint, settings, known_status], sort_keys=True).encode())
     if path:
@@ -141,12 +186,17 @@ class Cache:
     def _path(self, student_id: str) -> Path:
         return self.folder / (hashlib.sha1(student_id.encode("utf-8", "surrogatepass")).hexdigest() + ".json")
 
-    def get(self, student_id: str, key: str) -> Result | None:
+    def latest(self, student_id: str) -> Result | None:
+        """The student's result in this --out, whatever it was graded from and with."""
         try:
             result = Result.from_json(self._path(student_id).read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError):
             return None
-        if result.cache_key != key or result.student_id != student_id or not Path(result.feedback).exists():
+        return result if result.student_id == student_id else None
+
+    def get(self, student_id: str, key: str) -> Result | None:
+        result = self.latest(student_id)
+        if result is None or result.cache_key != key or not Path(result.feedback).exists():
             return None
         if result.status == st.GRADER_ERROR:
             return None  # never reuse a failure of the grader itself
@@ -191,6 +241,8 @@ class RunReport:
     ignored: list[str] = field(default_factory=list)  # side files that gave no row: "origin (why)"
     exports: list[str] = field(default_factory=list)  # one line per LMS import file written
     dropped: int = 0  # results of an older version of the grader, set aside
+    kept_newer: int = 0  # students whose attempt in this download is older than the one an earlier run graded
+    regraded: Counter = field(default_factory=Counter)  # why results of earlier runs were graded again: count
     shard: str = ""  # "I/N" when this run graded one part of the class (grade --shard)
     shards: int = 0  # when this is a merge: how many shards it joined
 
@@ -207,6 +259,11 @@ def summary(results: list[Result], report: RunReport) -> str:
     if report.earlier:
         lines.append(f"Kept {report.earlier} student(s) graded in earlier batches: grades.csv has "
                      f"{len(results)} row(s)")
+    if report.kept_newer:
+        lines.append(f"Kept {report.kept_newer} newer attempt(s) graded in an earlier run: this download's attempt "
+                     "of those students is older (by the LMS's time)")
+    for reason, count in sorted(report.regraded.items()):
+        lines.append(f"Graded {count} result(s) of earlier runs again: {reason}")
     if report.dropped:
         lines.append(f"Set aside {report.dropped} result(s) of an older version of the grader: grade those "
                      "submissions again if you still need them")
@@ -227,9 +284,12 @@ def summary(results: list[Result], report: RunReport) -> str:
         manual = sum(1 for r in results if r.needs_manual_grade)
         if manual:
             lines.append(f"  {manual} submission(s) have answers to grade by hand (see docs/instructors.md)")
-        late = sum(1 for r in results if r.late_penalty)
+        late = sum(1 for r in results if r.seconds_late > 0)
         if late:
-            lines.append(f"  {late} submission(s) lost points to the late-submission penalty")
+            lines.append(f"  {late} submission(s) came after the due date (notes say how late)")
+        penalised = sum(1 for r in results if r.late_penalty)
+        if penalised:
+            lines.append(f"  {penalised} submission(s) lost points to the late-submission penalty")
     lines += ["", f"Grades: {report.out / 'grades.csv'}", f"Feedback: {report.out / 'feedback'}/<student_id>.html"]
     lines += [f"Written: {line}" for line in report.exports]
     return "\n".join(lines)

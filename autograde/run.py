@@ -35,9 +35,10 @@ from resnet_course.cores import available_cores
 from . import GRADER_VERSION, AutogradeError
 from .course import Course, Template
 from .exports import write_exports
-from .formgrader import FormgraderCourse, publish_autograded
-from .inputs import Found, NotebookChooser, discover, open_submissions
-from .results import Cache, Result, RunReport, atomic_copy, cache_key, summary, write_grades
+from .formgrader import SECRET, FormgraderCourse, publish_autograded
+from .inputs import Found, NotebookChooser, Submission, discover, open_submissions
+from .results import (Cache, Result, RunReport, atomic_copy, cache_key, changed_settings, later, summary,
+                      write_grades)
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
@@ -136,14 +137,14 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     cache = Cache(work / "cache")
     found, ignored = _discover(options, work, template, log)
     manifest = _start_shard(options, out, found, ignored, template, duedate)
-    grading = {"timeout": settings.timeout, "memory_mb": options.memory_mb, "isolation": options.isolation,
-               "max_output_bytes": settings.max_output_bytes, "version": GRADER_VERSION,
-               "due": duedate.isoformat() if duedate else None}
-    results, todo = _plan(options, found, out, template, grading, cache, class_course)
+    grading = grading_settings(options, settings, template, duedate)
     report = RunReport(assignment=course.assignment, max_score=template.max_score, out=out, jobs=jobs,
                        isolation=options.isolation, isolation_note=settings.isolation_note,
-                       batch=len(found.submissions), reused=len(results),
-                       lms=found.lms, ignored=ignored, shard=str(options.shard or ""))
+                       batch=len(found.submissions), lms=found.lms, ignored=ignored, shard=str(options.shard or ""))
+    results, todo = _plan(options, found, out, grading, cache, class_course, report)
+    here = {submission.student_id.casefold() for submission in found.submissions}
+    earlier, again = _earlier_batches(here, cache, out, class_course, grading, len(found.submissions), report)
+    todo += again
     if todo:
         prewarm(template)  # while the warm kernel server still imports torch
         if server is not None:
@@ -156,8 +157,7 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     deadline = 120 + timeout * (sum(1 for c in template.release.cells if c.cell_type == "code") + 2)
     scheduler = Scheduler(template, settings, jobs, deadline, progress=options.progress,
                           keep_alive={server.process.pid} if server and server.process else ())
-    results += scheduler.run(todo, on_result=cache.put)
-    results += _earlier_batches(results, cache, template, report)
+    results += scheduler.run(todo, on_result=cache.put) + earlier
     _finish(results, Publication(out, template, class_course, cache, log, duedate, options.lms_column,
                                  options.lms_points, options.similarity), report, options.started, stream)
     if manifest:
@@ -188,8 +188,8 @@ def _finish(results: list[Result], where: Publication, report: RunReport, starte
     report.exports = write_exports(where.out, results, course.assignment, where.template.max_score,
                                    where.lms_column, where.lms_points)
     if where.similarity:
-        submitted = {r.student_id: where.class_course.root / "submitted" / r.student_id / course.assignment /
-                     f"{course.notebook}.ipynb" for r in results if where.class_course.autograded_path(r.student_id)}
+        submitted = {r.student_id: where.class_course.submitted_path(r.student_id) for r in results
+                     if where.class_course.autograded_path(r.student_id)}
         report.exports.append(write_similarity(where.out, results, where.template.release, submitted))
     report.seconds = time.monotonic() - started
     try:
@@ -224,42 +224,87 @@ def _discover(options, work: Path, template: Template, log) -> tuple[Found, list
     return found, junk + found.ignored
 
 
-def _plan(options, found: Found, out: Path, template: Template, grading: dict, cache: Cache,
-          class_course) -> tuple[list[Result], list[Job]]:
-    """One job per student found; the results an earlier run already has are reused instead."""
+def grading_settings(options: Options, settings: Settings, template: Template, duedate: datetime | None) -> dict:
+    """Everything besides the submitted file that decides a grade: a result graded with other settings is graded
+    again (results.changed_settings says why)."""
+    return {"source": template.fingerprint, "config": template.course.config_digest(), "version": GRADER_VERSION,
+            "due": duedate.isoformat() if duedate else None, "timeout": settings.timeout,
+            "memory_mb": options.memory_mb, "isolation": options.isolation,
+            "max_output_bytes": settings.max_output_bytes}
+
+
+def _plan(options, found: Found, out: Path, grading: dict, cache: Cache, class_course,
+          report: RunReport) -> tuple[list[Result], list[Job]]:
+    """One job per student found, unless an earlier run into this --out graded the same attempt with the same
+    settings (reused), or a newer attempt of the student's by the LMS's time (kept, or graded again from its copy
+    in the class course when the settings changed or with --force)."""
     results, todo = [], []
     for index, submission in enumerate(found.submissions):
-        submitted_at = submission.submitted_at.isoformat() if submission.submitted_at else None
-        job = Job(student_id=submission.student_id, path=str(submission.path) if submission.path else None,
-                  origin=submission.origin, key=f"{index:05d}",
-                  feedback_path=str(out / "feedback" / feedback_name(submission.student_id)),
-                  known_status=submission.status, known_detail=submission.detail, notes=list(submission.notes),
-                  name=submission.name, lms=submission.lms, submitted_at=submitted_at,
-                  exchange_files={name: str(path) for name, path in submission.exchange_files.items()})
-        # The submission time and the exchange's secret are part of what is graded: a new one grades it again.
-        extra = {"submitted_at": submitted_at,
-                 "secret": _digest(submission.exchange_files.get("submission_secret.txt"))}
-        job.cache_key = cache_key(job.path, job.known_status, template.fingerprint, dict(grading, **extra))
+        job = _job(index, submission, out, grading)
+        kept = cache.latest(job.student_id)
+        if kept and later(kept.submitted_at, job.submitted_at):
+            report.kept_newer += 1
+            again = _again(kept, index, out, class_course, grading, options.force, report)
+            (todo if again else results).append(again or kept)
+            continue
         cached = None if options.force else cache.get(job.student_id, job.cache_key)
         if cached and cached.gradebook and not class_course.autograded_path(job.student_id).exists():
             cached = None  # its notebook is gone from the class course: grade it again
         if cached:
             cached.origin, cached.name, cached.lms = job.origin, job.name, job.lms
             results.append(cached)
+            report.reused += 1
         else:
             todo.append(job)
     return results, todo
+
+
+def _job(index: int, submission, out: Path, grading: dict) -> Job:
+    submitted_at = submission.submitted_at.isoformat() if submission.submitted_at else None
+    job = Job(student_id=submission.student_id, path=str(submission.path) if submission.path else None,
+              origin=submission.origin, key=f"{index:05d}",
+              feedback_path=str(out / "feedback" / feedback_name(submission.student_id)),
+              known_status=submission.status, known_detail=submission.detail, notes=list(submission.notes),
+              name=submission.name, lms=submission.lms, submitted_at=submitted_at,
+              exchange_files={name: str(path) for name, path in submission.exchange_files.items()},
+              grading_settings=grading)
+    # The submission time and the exchange's secret are part of what is graded: a new one grades it again.
+    extra = {"submitted_at": submitted_at, "secret": _digest(submission.exchange_files.get(SECRET))}
+    job.cache_key = cache_key(job.path, job.known_status, grading["source"], dict(grading, **extra))
+    return job
+
+
+def _again(result: Result, index: int, out: Path, class_course: FormgraderCourse, grading: dict, force: bool,
+           report: RunReport) -> Job | None:
+    """A job grading *result*'s attempt again from its copy in the class course, when it was graded with other
+    settings (or *force*); None when it stays as it is (a file that could not be graded has no copy)."""
+    if not force and result.grading_settings == grading:
+        return None
+    copy = class_course.submitted_path(result.student_id)
+    if result.gradebook is None or copy is None or not copy.is_file():
+        if result.gradebook is not None:
+            result.add(note="graded with other settings, and its copy is gone from the class course: grade it again")
+        return None
+    report.regraded["--force" if force and result.grading_settings == grading else
+                    changed_settings(result.grading_settings, grading)] += 1
+    folder = copy.parent
+    found = Submission(student_id=result.student_id, path=copy, origin=result.origin, name=result.name,
+                       lms=result.lms, submitted_at=datetime.fromisoformat(result.submitted_at)
+                       if result.submitted_at else None,
+                       exchange_files={name: folder / name for name in (SECRET,) if (folder / name).is_file()})
+    return _job(index, found, out, grading)
 
 
 def _digest(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
-def _earlier_batches(batch: list[Result], cache: Cache, template: Template, report: RunReport) -> list[Result]:
-    """The students an earlier run into this --out graded and this download does not hold: they stay in the class
-    (late submissions graded on another day add to it, and never replace it)."""
-    here = {result.student_id.casefold() for result in batch}
-    earlier = []
+def _earlier_batches(here: set[str], cache: Cache, out: Path, class_course: FormgraderCourse, grading: dict,
+                     first: int, report: RunReport) -> tuple[list[Result], list[Job]]:
+    """The students an earlier run into this --out graded and this download does not hold (*here*: casefolded
+    ids): they stay in the class (late submissions graded on another day add to it, and never replace it), graded
+    again from their copies where the settings changed."""
+    earlier, todo = [], []
     for result in cache.everyone():
         if result.student_id.casefold() in here:
             continue
@@ -267,11 +312,10 @@ def _earlier_batches(batch: list[Result], cache: Cache, template: Template, repo
             cache.set_aside(result)  # graded by an older grader, perhaps under another student id
             report.dropped += 1
             continue
-        if result.fingerprint != template.fingerprint:
-            result.add(note="graded against an earlier version of the assignment's source: grade it again")
-        earlier.append(result)
-    report.earlier = len(earlier)
-    return earlier
+        again = _again(result, first + len(earlier) + len(todo), out, class_course, grading, False, report)
+        (todo if again else earlier).append(again or result)
+    report.earlier = len(earlier) + len(todo)
+    return earlier, todo
 
 
 def _publish(results: list[Result], where: Publication) -> None:

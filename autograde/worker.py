@@ -76,15 +76,18 @@ class Job:
     lms: str = "plain"
     submitted_at: str | None = None  # ISO 8601, UTC: the LMS's or the exchange's time (drives late penalties)
     exchange_files: dict[str, str] = field(default_factory=dict)  # nbgrader's timestamp.txt, submission_secret.txt
+    grading_settings: dict = field(default_factory=dict)  # what decides the grade besides the file (run.py)
 
     def new_result(self, template: Template, settings: "Settings") -> Result:
         """The result of this job before it is graded: no score yet."""
         result = Result(student_id=self.student_id, origin=self.origin, feedback=self.feedback_path,
                         max_score=template.max_score, cache_key=self.cache_key, notes=list(self.notes),
                         name=self.name, lms=self.lms, submitted_at=self.submitted_at,
-                        fingerprint=template.fingerprint, grader_version=GRADER_VERSION)
+                        fingerprint=template.fingerprint, grader_version=GRADER_VERSION,
+                        grading_settings=dict(self.grading_settings))
         if settings.isolation_note:
             result.add(note=settings.isolation_note)
+        result.mark_late(self.grading_settings.get("due"))
         return result
 
 

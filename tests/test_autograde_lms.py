@@ -409,6 +409,54 @@ def test_blackboard_download_with_a_due_date(notebooks, late_course, tmp_path):
         '"Username"\t"Homework 1 [Total Pts: 10 Score] |123456"', '"jm_delacruz"\t7.5', '"zangstrom"\t3.75']
 
 
+def _blackboard_batch(path: Path, homework: str, attempts) -> Path:
+    """A Blackboard download of (student, time, notebook text) attempts, receipts included."""
+    entries = []
+    for student, when, data in attempts:
+        entries += [(blackboard_file(homework, student, when), blackboard_receipt(homework, student, when,
+                                                                                  ["mini.ipynb"]), when),
+                    (blackboard_file(homework, student, when, "mini.ipynb"), data, when)]
+    return write_zip(path, entries)
+
+
+@pytestmark_linux
+def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_changed(notebooks, tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(notebooks["course"], course)
+    homework, out = "Homework 1_ResNet", tmp_path / "out"
+    day1 = _blackboard_batch(tmp_path / "day1.zip", homework, [(ZOE, T0, notebooks["wrong"]),
+                                                               (JOSE, T0, _code_only(notebooks))])
+    day2 = _blackboard_batch(tmp_path / "day2.zip", homework, [(ZOE, T0 + timedelta(days=1), _code_only(notebooks))])
+    due = (T0 + timedelta(hours=12)).strftime("%Y-%m-%d %H:%M")
+    _grade(day1, out, course, "--due", due)
+    _grade(day2, out, course, "--due", due)
+    # Day 1's command again, as an instructor reruns it: Zoë's newer attempt (day 2) stays the graded one.
+    done, rows = _grade(day1, out, course, "--due", due)
+    assert (rows["zangstrom"]["score"], rows["jm_delacruz"]["score"]) == ("3", "3")
+    assert datetime.fromisoformat(rows["zangstrom"]["submitted_at"]) == (T0 + timedelta(days=1)).astimezone()
+    assert "Kept 1 newer attempt(s) graded in an earlier run" in done.stdout
+    # nbgrader's default late plugin takes nothing off: the notes and the summary still say who was late.
+    assert "late: 12 h after the due date" in rows["zangstrom"]["notes"] and rows["zangstrom"]["late_penalty"] == ""
+    assert "late" not in rows["jm_delacruz"]["notes"] and "1 submission(s) came after the due date" in done.stdout
+    assert "reused from an earlier run" in done.stdout and "Graded 2 submission(s)" in done.stdout
+    # A late-penalty plugin added to nbgrader_config.py: no --force needed, and the student of day 1 only is graded
+    # again too, from the class course's copy of their file.
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(HALF_OFF)
+    done, rows = _grade(day2, out, course, "--due", due)
+    assert (rows["zangstrom"]["score"], rows["zangstrom"]["late_penalty"]) == ("1.5", "1.5")  # a day late
+    assert (rows["jm_delacruz"]["score"], rows["jm_delacruz"]["late_penalty"]) == ("3", "")
+    assert "Graded 1 result(s) of earlier runs again: the course's nbgrader_config.py changed" in done.stdout
+    assert rows["jm_delacruz"]["submission"].endswith("mini.ipynb") and "reused" not in done.stdout
+    # A later due date: both graded again; Zoë is no longer late, and day 1's rerun keeps her day-2 attempt.
+    later_due = (T0 + timedelta(days=2)).strftime("%Y-%m-%d %H:%M")
+    done, rows = _grade(day1, out, course, "--due", later_due)
+    assert (rows["zangstrom"]["score"], rows["zangstrom"]["late_penalty"]) == ("3", "")
+    assert "Graded 1 result(s) of earlier runs again: the due date changed" in done.stdout
+    done, rows = _grade(day1, out, course, "--due", later_due)
+    assert "Graded 2 submission(s)" in done.stdout and "1 reused" in done.stdout and "again" not in done.stdout
+
+
 @pytestmark_linux
 def test_gradescope_export_graded(notebooks, tmp_path):
     archive = write_zip(tmp_path / "gs.zip", [
