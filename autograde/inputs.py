@@ -156,9 +156,14 @@ class _Expander:
         found = []
         for path in attempt.files:
             origin = attempt.origin if len(attempt.files) == 1 else f"{attempt.origin} ({path.name})"
-            if path.is_dir():
-                found += [_Candidate(p, f"{origin}/{p.relative_to(path)}", attempt, False) for p in _walk(path)]
-            elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+            if path.is_dir():  # (a zip in it is unpacked too: Moodle and Gradescope keep uploads in folders)
+                for inner in _walk(path):
+                    inner_origin = f"{origin}/{inner.relative_to(path)}"
+                    if _is_zip(inner):
+                        found += self._unzipped(inner, inner_origin, attempt)
+                    else:
+                        found.append(_Candidate(inner, inner_origin, attempt, False))
+            elif _is_zip(path):
                 found += self._unzipped(path, origin, attempt)
             else:
                 found.append(_Candidate(path, origin, attempt, True))
@@ -175,6 +180,10 @@ class _Expander:
         self.truncated |= extraction.truncated
         return [_Candidate(p, f"{origin}/{p.relative_to(target.resolve())}", attempt, False)
                 for p in _walk(target.resolve())]
+
+
+def _is_zip(path: Path) -> bool:
+    return path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)
 
 
 def discover(root: Path, chooser: NotebookChooser, unpack_dir: Path, truncated=frozenset(),

@@ -9,6 +9,7 @@ import io
 import shutil
 import subprocess
 import sys
+import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -261,6 +262,47 @@ def test_excel_and_the_importers_read_them_back(tmp_path):
                                                                          ["zangstrom", "4"]]
 
 
+def _zipped(entries: dict[str, str]) -> bytes:
+    """A zip a student made of their work (a notebook, perhaps in a folder, perhaps with others)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _zipped_uploads(notebooks, homework: str) -> list:
+    """One student's zipped notebook in each LMS's download (the same student, ZOE, in each)."""
+    one = _zipped({"mini/mini.ipynb": notebooks["correct"]})
+    return [
+        ("canvas", [(canvas_upload(ZOE, 100, "mini.zip"), one, T0)]),
+        ("moodle", [(f"{moodle_folder(ZOE)}/mini.zip", one, T0)]),
+        ("blackboard", [(blackboard_file(homework, ZOE, T0), blackboard_receipt(homework, ZOE, T0, ["mini.zip"]), T0),
+                        (blackboard_file(homework, ZOE, T0, "mini.zip"), one, T0)]),
+        ("gradescope", [("assignment_42_export/submission_metadata.yml", gradescope_metadata({111: ([ZOE], T0)}), T0),
+                        ("assignment_42_export/submission_111/mini.zip", one, T0)]),
+        ("plain", [("zangstrom/mini.zip", one, T0)])]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_zipped_notebook_is_unpacked_in_every_download(notebooks, tmp_path, index):
+    layout, entries = _zipped_uploads(notebooks, "Homework 1_ResNet")[index]
+    _found_, rows, _ = _found(tmp_path, write_zip(tmp_path / f"{layout}.zip", entries))
+    [(student, submission)] = rows.items()
+    assert submission.status is None and submission.path.name == "mini.ipynb", (layout, submission)
+    assert submission.origin.endswith("mini.zip/mini/mini.ipynb")
+
+
+def test_a_zip_of_several_notebooks_grades_this_assignments_and_says_so(notebooks, tmp_path):
+    several = _zipped({"notes.ipynb": notebooks["blank"].replace('"grade_id"', '"other_id"'),
+                       "mini.ipynb": notebooks["correct"]})
+    _found_, rows, _ = _found(tmp_path, write_zip(tmp_path / "moodle.zip", [
+        (f"{moodle_folder(ZOE)}/work.zip", several, T0)]))
+    zoe = rows[str(ZOE.moodle_id)]
+    assert zoe.origin.endswith("work.zip/mini.ipynb") and zoe.attempts[0].endswith("work.zip/notes.ipynb")
+    assert zoe.notes[0].startswith("graded ") and "also found" in zoe.notes[0]
+
+
 # -- whole classes through the CLI ------------------------------------------------------------------------
 
 pytestmark_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
@@ -455,6 +497,18 @@ def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_
     assert "Graded 1 result(s) of earlier runs again: the due date changed" in done.stdout
     done, rows = _grade(day1, out, course, "--due", later_due)
     assert "Graded 2 submission(s)" in done.stdout and "1 reused" in done.stdout and "again" not in done.stdout
+
+
+@pytestmark_linux
+def test_zipped_notebooks_are_graded_through_the_tool(notebooks, tmp_path):
+    _, entries = _zipped_uploads(notebooks, "Homework 1_ResNet")[1]  # Moodle's
+    entries.append((f"{moodle_folder(JOSE)}/two.zip", _zipped({"a.ipynb": _code_only(notebooks),
+                                                                "b.ipynb": _code_only(notebooks)}), T0))
+    done, rows = _grade(write_zip(tmp_path / "moodle.zip", entries), tmp_path / "out", notebooks["course"])
+    zoe, jose = rows[str(ZOE.moodle_id)], rows[str(JOSE.moodle_id)]
+    assert (zoe["status"], zoe["test_visible"], zoe["test_hidden"]) == ("ok", "1", "2")
+    assert zoe["submission"].endswith("mini.zip/mini/mini.ipynb")
+    assert (jose["status"], jose["score"]) == ("ok", "3") and "also found" in jose["notes"]
 
 
 @pytestmark_linux
