@@ -402,6 +402,7 @@ STATUS_WORDS = {
     st.TOO_LARGE: "The uploaded file is too large to grade.",
     st.INVALID: "The notebook could not be read (is it damaged?): nothing was graded.",
     st.WRONG_ASSIGNMENT: "The notebook is not this assignment's: nothing was graded.",
+    st.NOT_ATTEMPTED: "Every answer in the notebook is still the one you were given: nothing was answered.",
     st.MEMORY: "Your notebook used more memory than allowed and was stopped; the tests after that scored 0.",
     st.PROCESSES: "Your notebook started too many processes and was stopped; the tests after that scored 0.",
     st.OUTPUT_TOO_LARGE: "A cell's output or value was larger than the grader accepts, so your notebook was stopped; "

@@ -106,6 +106,13 @@ def is_other_assignment(nb: NotebookNode, release: NotebookNode) -> bool:
                    for g in graded)
 
 
+def is_untouched(nb: NotebookNode, release: NotebookNode) -> bool:
+    """Whether every answer cell of *release* is in *nb* as the release has it (the notebook as handed out)."""
+    answers = {grade_id(cell): _text(cell.source) for cell in release.cells if nbgrader_metadata(cell).get("solution")}
+    found = {grade_id(cell): _text(cell.source) for cell in nb.cells if grade_id(cell) in answers}
+    return bool(answers) and found == answers
+
+
 def check_assignment(nb: NotebookNode, release: NotebookNode) -> None:
     """Raise NotGradable when *nb* is another assignment's (:func:`is_other_assignment`): the grading tool's rule,
     which gives such a file its row status and grades nothing."""

@@ -4,6 +4,7 @@
 has one), ``name``, ``score`` (after any late penalty), ``max_score``, ``status``, one column per graded cell (its
 ``grade_id``; empty while an answer awaits grading by hand), then ``needs_manual_grade``, ``late_penalty``,
 ``submitted_at`` (the LMS's or the exchange's time, UTC), ``notes`` and ``submission`` (the file that was graded).
+It is UTF-8 with a byte-order mark, as Excel needs to show accented names.
 
 The cache (``.autograde/cache/``) keeps each student's latest result under a key made of the submitted bytes and
 the grading settings (the assignment's source, the course's configuration, the due date, the limits, the grader's
@@ -119,7 +120,7 @@ def write_grades(path: Path, results: list[Result], cells: list[str]) -> None:
             + [number(result.cells.get(cell)) for cell in cells]
             + [result.needs_manual_grade, number(result.late_penalty or None), result.submitted_at or "",
                spreadsheet_text(" | ".join(result.notes)), spreadsheet_text(result.origin)])
-    atomic_write(path, rows.getvalue())
+    atomic_write(path, "\ufeff" + rows.getvalue())  # the byte-order mark: Excel then reads it as UTF-8
 
 
 def atomic_write(path: Path, text: str | bytes) -> None:

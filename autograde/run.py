@@ -25,7 +25,7 @@ import time
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy.exc
@@ -228,7 +228,7 @@ def grading_settings(options: Options, settings: Settings, template: Template, d
     """Everything besides the submitted file that decides a grade: a result graded with other settings is graded
     again (results.changed_settings says why)."""
     return {"source": template.fingerprint, "config": template.course.config_digest(), "version": GRADER_VERSION,
-            "due": duedate.isoformat() if duedate else None, "timeout": settings.timeout,
+            "due": _utc(duedate), "timeout": settings.timeout,
             "memory_mb": options.memory_mb, "isolation": options.isolation,
             "max_output_bytes": settings.max_output_bytes}
 
@@ -260,7 +260,7 @@ def _plan(options, found: Found, out: Path, grading: dict, cache: Cache, class_c
 
 
 def _job(index: int, submission, out: Path, grading: dict) -> Job:
-    submitted_at = submission.submitted_at.isoformat() if submission.submitted_at else None
+    submitted_at = _utc(submission.submitted_at)
     job = Job(student_id=submission.student_id, path=str(submission.path) if submission.path else None,
               origin=submission.origin, key=f"{index:05d}",
               feedback_path=str(out / "feedback" / feedback_name(submission.student_id)),
@@ -293,6 +293,11 @@ def _again(result: Result, index: int, out: Path, class_course: FormgraderCourse
                        if result.submitted_at else None,
                        exchange_files={name: folder / name for name in (SECRET,) if (folder / name).is_file()})
     return _job(index, found, out, grading)
+
+
+def _utc(when: datetime | None) -> str | None:
+    """A time as grades.csv, the notes and the cache keep it: ISO 8601, in UTC."""
+    return when.astimezone(timezone.utc).isoformat() if when else None
 
 
 def _digest(path: Path | None) -> str | None:

@@ -13,6 +13,7 @@ NOT_NOTEBOOK = "not a notebook"
 TOO_LARGE = "file too large"
 INVALID = "invalid notebook"
 WRONG_ASSIGNMENT = "wrong assignment"
+NOT_ATTEMPTED = "not attempted"  # graded, but every answer cell is the release's own, unchanged
 GRADER_ERROR = "grader error"
 
 # Graded, but something stopped or changed the normal run.
@@ -25,7 +26,7 @@ TAMPERING = "tampering detected"
 ANSWER_UNCLEAR = "answer to find"  # an answer graded by hand lost its metadata, and several cells could be it
 RESTORED = "cells restored"
 
-SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT,
+SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT, NOT_ATTEMPTED,
             MEMORY, PROCESSES, OUTPUT_TOO_LARGE, TIMED_OUT, KERNEL_DIED, TAMPERING, ANSWER_UNCLEAR, RESTORED, OK]
 
 

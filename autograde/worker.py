@@ -47,7 +47,7 @@ from .feedback import prewarm_feedback, write_status_page
 from .formgrader import Submitted, answer_checksums, nbgrader_timestamp, publish, read_scores, student_folder
 from .inputs import read_submission
 from .execute import KERNEL_FACTS, WORK_PREFIX, JudgedExecute, remember_reference
-from .preprocessors import HideHiddenTests, NotGradable, check_assignment, report
+from .preprocessors import HideHiddenTests, NotGradable, check_assignment, is_untouched, report
 from .results import Result, atomic_copy
 from .sandbox import linux
 from .sandbox.kernel import IPC_PREFIX, remove_kernel_files
@@ -176,6 +176,7 @@ def run_job(job: Job, template: Template, settings: Settings) -> Result:
     result = job.new_result(template, settings)
     try:
         nb = _read(job, template)
+        _note_untouched(nb, template, result)
         _grade(nb, job, jobdir, template, settings, log, result)
     except NotGradable as exc:
         fail(result, template, exc.status, exc.detail)
@@ -212,6 +213,11 @@ def _read(job: Job, template: Template) -> nbformat.NotebookNode:
     nb = read_submission(Path(job.path).read_bytes(), os.path.basename(job.path))
     check_assignment(nb, template.release)
     return nb
+
+
+def _note_untouched(nb, template: Template, result: Result) -> None:
+    if is_untouched(nb, template.release):
+        result.add(st.NOT_ATTEMPTED, "every answer cell is the release's, unchanged")
 
 
 def _grade(nb, job: Job, jobdir: Path, template: Template, settings: Settings, log, result: Result) -> None:

@@ -94,7 +94,7 @@ def grade_copies(copies, workdir):
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"python -m autograde grade failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+    with open(out / "grades.csv", newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     feedback = {path.stem: path.read_text(encoding="utf-8") for path in (out / "feedback").glob("*.html")}
     return seconds, rows, feedback

@@ -243,7 +243,7 @@ def gradescope_root(bundle: Path, root: Path, files: dict) -> Path:
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
     import csv
 
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # (grades.csv begins with a byte-order mark)
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 

@@ -77,7 +77,7 @@ def build_class(folder: Path, course: Path, release, answers):
     add("Zo\u00eb \u00c5ngstr\u00f6m \u674e\u96f7", correct, 3, "ok")
     add("o'brien, \"quoted\" & <tag> =1+1", correct, 3, "ok")
     add("wrong", wrong, 0, "ok")
-    add("unanswered", release, 0, "ok")
+    add("unanswered", release, 0, "not attempted")
     add("duplicates_and_foreign_kernel", _duplicated_answers(release, answers), 3, "ok")
     # Cheats: a wrong answer with a cheat in front must still score zero.
     for name in CODE_CHEATS:
@@ -169,7 +169,7 @@ def test_the_run_succeeds_with_one_row_per_submission(graded):
 
 
 def test_grades_csv_columns(graded):
-    header = (graded["out"] / "grades.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    header = (graded["out"] / "grades.csv").read_text(encoding="utf-8-sig").splitlines()[0].split(",")
     assert header[:5] == ["student_id", "name", "score", "max_score", "status"]
     assert {"test_visible", "test_hidden", "written"} <= set(header)
     assert header[-5:] == ["needs_manual_grade", "late_penalty", "submitted_at", "notes", "submission"]
@@ -400,7 +400,8 @@ def test_an_empty_class_is_not_an_error(course, tmp_path):
     (tmp_path / "class").mkdir()
     done = run_cli("grade", tmp_path / "class", "--assignment", MINI, "--out", tmp_path / "out", "--course", course)
     assert done.returncode == 0
-    assert (tmp_path / "out" / "grades.csv").read_text().startswith("student_id,name,score,max_score,status")
+    assert (tmp_path / "out" / "grades.csv").read_text(encoding="utf-8").startswith(
+        "\ufeffstudent_id,name,score,max_score,status")  # with the byte-order mark Excel needs
 
 
 STOCK_FOOLED = ["patch_comparisons", "input_transformer_try_except", "session_send_hides_errors",

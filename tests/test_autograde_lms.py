@@ -476,6 +476,7 @@ def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_
     done, rows = _grade(day1, out, course, "--due", due)
     assert (rows["zangstrom"]["score"], rows["jm_delacruz"]["score"]) == ("3", "3")
     assert datetime.fromisoformat(rows["zangstrom"]["submitted_at"]) == (T0 + timedelta(days=1)).astimezone()
+    assert rows["zangstrom"]["submitted_at"].endswith("+00:00")  # UTC, whatever zone the LMS wrote it in
     assert "Kept 1 newer attempt(s) graded in an earlier run" in done.stdout
     # nbgrader's default late plugin takes nothing off: the notes and the summary still say who was late.
     assert "late: 12 h after the due date" in rows["zangstrom"]["notes"] and rows["zangstrom"]["late_penalty"] == ""

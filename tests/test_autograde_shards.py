@@ -77,7 +77,7 @@ def runs(course, download, tmp_path_factory):
 
 
 def _rows(path):
-    return path.read_text(encoding="utf-8").splitlines()
+    return path.read_text(encoding="utf-8-sig").splitlines()
 
 
 def test_each_shard_grades_its_part_and_the_attempts_of_a_student_stay_together(runs):

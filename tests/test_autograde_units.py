@@ -16,10 +16,10 @@ from autograde import safezip
 from autograde import status as st
 from autograde.inputs import NotebookChooser, discover, open_submissions, read_submission, unwrap
 from autograde.preprocessors import (NOT_THIS_ASSIGNMENT, REDACTED, HideHiddenTests, NotGradable, RestoreCells,
-                                    check_assignment)
+                                    check_assignment, is_untouched)
 from autograde.results import Result, write_grades
 
-from autograde_fixtures import bracket_bombs, mini_source
+from autograde_fixtures import bracket_bombs, cell_index, mini_source
 
 BOMBS = bracket_bombs(mini_source())
 
@@ -147,7 +147,7 @@ def test_grades_csv_keeps_formulas_in_file_names_inert(tmp_path):
     results = [Result(student_id=s.student_id, origin=s.origin, feedback="", score=1, max_score=3, cells={"a": 1},
                       notes=["=cmd|' /C calc'!A0"] if s.student_id == "alice" else []) for s in found]
     write_grades(tmp_path / "grades.csv", results, ["a"])
-    with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as f:
+    with open(tmp_path / "grades.csv", newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert sorted(row["student_id"] for row in rows) == sorted(
         ["'=HYPERLINK(\"x.example\";\"y\")", "'+1", "'@SUM(A1)", "'-2", "alice", "a=b"])
@@ -334,6 +334,18 @@ def test_another_assignments_notebook_is_graded_as_nbgrader_does_and_reported():
     with pytest.raises(NotGradable) as caught:  # the grading tool's own rule: a row that says so, nothing graded
         check_assignment(other, _release())
     assert caught.value.status == st.WRONG_ASSIGNMENT
+
+
+def test_only_the_release_with_every_answer_as_it_was_is_untouched():
+    release = _release()
+    assert is_untouched(copy.deepcopy(release), release)
+    stripped_stub = copy.deepcopy(release)
+    stripped_stub.cells[cell_index(stripped_stub, "double")].source += "\n\n"  # an editor's trailing lines
+    assert is_untouched(stripped_stub, release)
+    answered = copy.deepcopy(release)
+    answered.cells[cell_index(answered, "written")].source = "Because it distributes."
+    assert not is_untouched(answered, release)
+    assert not is_untouched(new_notebook(cells=[new_code_cell("x = 1")]), release)
 
 
 def _reading_release():
