@@ -40,6 +40,7 @@ import nbformat
 from nbgrader import utils as nbgrader_utils
 from nbgrader.api import Gradebook
 
+from . import status as st
 from .course import IGNORED, Template, naive_utc
 from .feedback import FeedbackExporter
 from .results import Result, atomic_copy, atomic_write
@@ -185,11 +186,15 @@ def read_scores(submitted, result: Result) -> None:
         result.cells[grade.name] = None if grade.needs_manual_grade else float(grade.score or 0.0)
     result.needs_manual_grade = sum(bool(grade.needs_manual_grade) for grade in submitted.grades)
     result.late_penalty = float(submitted.late_submission_penalty or 0.0)
-    result.score = max(0.0, float(submitted.score) - result.late_penalty)
-    review = [grade.name for grade in submitted.grades if grade.manual_score is not None and grade.needs_manual_grade]
+    # A hand score under review is kept aside, not counted: until a person looks, the cell has its automatic score.
+    review = [grade for grade in submitted.grades if grade.manual_score is not None and grade.needs_manual_grade]
+    result.under_review = sum(float(grade.score or 0.0) for grade in review)
+    interim = sum(float(grade.auto_score or 0.0) for grade in review)
+    result.score = max(0.0, float(submitted.score) - result.under_review + interim - result.late_penalty)
     result.notes = [note for note in result.notes if not note.startswith(REVIEW)]  # as the gradebook says now
+    result.statuses = [status for status in result.statuses if status != st.NEEDS_REVIEW]
     if review:
-        result.add(note=REVIEW + ", ".join(review) + " in formgrader")
+        result.add(st.NEEDS_REVIEW, REVIEW + ", ".join(grade.name for grade in review) + " in formgrader")
 
 
 def answer_checksums(nb) -> dict[str, str]:

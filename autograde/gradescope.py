@@ -410,6 +410,7 @@ STATUS_WORDS = {
     st.TIMED_OUT: "A cell ran longer than allowed and was stopped; the tests after that scored 0.",
     st.KERNEL_DIED: "Your notebook's Python process stopped; the tests after that scored 0.",
     st.TAMPERING: "Code in your notebook interfered with the tests: the tests it touched did not count.",
+    st.NEEDS_REVIEW: "Your instructor is reviewing a score given by hand, after the answer changed.",
     st.ANSWER_UNCLEAR: "A written answer could not be found in the notebook; your instructor will look for it.",
     st.RESTORED: "Test or locked cells had been changed or deleted; they were restored before grading.",
 }

@@ -2,7 +2,8 @@
 
 ``grades.csv`` has one row per student of the class: ``student_id`` (the LMS's own identifier where the download
 has one), ``name``, ``score`` (after any late penalty), ``max_score``, ``status``, one column per graded cell (its
-``grade_id``; empty while an answer awaits grading by hand), then ``needs_manual_grade``, ``late_penalty``,
+``grade_id``; empty while an answer awaits grading by hand), then ``needs_manual_grade``, ``under_review`` (hand
+scores to review, not in ``score``), ``late_penalty``,
 ``submitted_at`` (the LMS's or the exchange's time, UTC), ``notes`` and ``submission`` (the file that was graded).
 It is UTF-8 with a byte-order mark, as Excel needs to show accented names.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from . import status as st
 
 FIXED_COLUMNS = ["student_id", "name", "score", "max_score", "status"]
-TRAILING_COLUMNS = ["needs_manual_grade", "late_penalty", "submitted_at", "notes", "submission"]
+TRAILING_COLUMNS = ["needs_manual_grade", "under_review", "late_penalty", "submitted_at", "notes", "submission"]
 # Spreadsheets run a cell that begins with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -49,6 +50,7 @@ class Result:
     cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score (None: to grade by hand)
     score: float = 0.0
     needs_manual_grade: int = 0
+    under_review: float = 0.0  # hand scores to review (the answer or its automatic score changed): not in ``score``
     gradebook: dict | None = None  # the job's automatic grades, for the class course
     manual: str | None = None  # a digest of the hand grades in the class course
     feedback_manual: str | None = None  # the hand grades the feedback page shows
@@ -118,7 +120,8 @@ def write_grades(path: Path, results: list[Result], cells: list[str]) -> None:
             [spreadsheet_text(result.student_id), spreadsheet_text(result.name), number(result.score),
              number(result.max_score), result.status]
             + [number(result.cells.get(cell)) for cell in cells]
-            + [result.needs_manual_grade, number(result.late_penalty or None), result.submitted_at or "",
+            + [result.needs_manual_grade, number(result.under_review or None), number(result.late_penalty or None),
+               result.submitted_at or "",
                spreadsheet_text(" | ".join(result.notes)), spreadsheet_text(result.origin)])
     atomic_write(path, "\ufeff" + rows.getvalue())  # the byte-order mark: Excel then reads it as UTF-8
 

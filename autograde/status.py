@@ -23,11 +23,13 @@ OUTPUT_TOO_LARGE = "output too large"  # a message from the kernel over the cap:
 TIMED_OUT = "timed out"
 KERNEL_DIED = "kernel died"
 TAMPERING = "tampering detected"
+NEEDS_REVIEW = "needs review"  # graded by hand, then the answer or its automatic score changed: its old score is aside
 ANSWER_UNCLEAR = "answer to find"  # an answer graded by hand lost its metadata, and several cells could be it
 RESTORED = "cells restored"
 
 SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT, NOT_ATTEMPTED,
-            MEMORY, PROCESSES, OUTPUT_TOO_LARGE, TIMED_OUT, KERNEL_DIED, TAMPERING, ANSWER_UNCLEAR, RESTORED, OK]
+            MEMORY, PROCESSES, OUTPUT_TOO_LARGE, TIMED_OUT, KERNEL_DIED, TAMPERING, NEEDS_REVIEW, ANSWER_UNCLEAR, RESTORED,
+            OK]
 
 
 def most_severe(statuses) -> str:

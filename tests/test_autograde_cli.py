@@ -172,7 +172,7 @@ def test_grades_csv_columns(graded):
     header = (graded["out"] / "grades.csv").read_text(encoding="utf-8-sig").splitlines()[0].split(",")
     assert header[:5] == ["student_id", "name", "score", "max_score", "status"]
     assert {"test_visible", "test_hidden", "written"} <= set(header)
-    assert header[-5:] == ["needs_manual_grade", "late_penalty", "submitted_at", "notes", "submission"]
+    assert header[-6:] == ["needs_manual_grade", "under_review", "late_penalty", "submitted_at", "notes", "submission"]
 
 
 @pytest.mark.parametrize("student", [

@@ -384,6 +384,7 @@ def test_canvas_batches_hand_grades_and_import(notebooks, tmp_path):
     assert "Kept 1 student(s) graded in earlier batches" in done.stdout
     zoe, jose = rows["90001"], rows["90002"]
     assert (zoe["written"], zoe["needs_manual_grade"]) == ("", "1")  # a new answer: to review, not the old points
+    assert (zoe["status"], zoe["score"], zoe["under_review"]) == ("needs review", "3", "1")  # the old point aside
     assert "review written in formgrader" in zoe["notes"]
     assert (jose["written"], jose["score"]) == ("1", "4")  # the same answer keeps its hand grade
     assert "Canvas marked it late" in rows["90003"]["notes"]
