@@ -37,8 +37,8 @@ from .course import Course, Template
 from .exports import write_exports
 from .formgrader import SECRET, FormgraderCourse, publish_autograded
 from .inputs import Found, NotebookChooser, Submission, discover, open_submissions
-from .results import (Cache, Result, RunReport, atomic_copy, cache_key, changed_settings, later, summary,
-                      write_grades)
+from .results import (Cache, Result, RunReport, atomic_copy, cache_key, changed_settings, instant, later,
+                      summary, write_grades)
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
@@ -245,7 +245,10 @@ def _plan(options, found: Found, out: Path, grading: dict, cache: Cache, class_c
         if kept and later(kept.submitted_at, job.submitted_at):
             report.kept_newer += 1
             again = _again(kept, index, out, class_course, grading, options.force, report)
-            (todo if again else results).append(again or kept)
+            if again:
+                todo.append(again)
+            else:
+                results.append(kept)
             continue
         cached = None if options.force else cache.get(job.student_id, job.cache_key)
         if cached and cached.gradebook and not class_course.autograded_path(job.student_id).exists():
@@ -289,8 +292,7 @@ def _again(result: Result, index: int, out: Path, class_course: FormgraderCourse
                     changed_settings(result.grading_settings, grading)] += 1
     folder = copy.parent
     found = Submission(student_id=result.student_id, path=copy, origin=result.origin, name=result.name,
-                       lms=result.lms, submitted_at=datetime.fromisoformat(result.submitted_at)
-                       if result.submitted_at else None,
+                       lms=result.lms, submitted_at=instant(result.submitted_at) if result.submitted_at else None,
                        exchange_files={name: folder / name for name in (SECRET,) if (folder / name).is_file()})
     return _job(index, found, out, grading)
 
@@ -318,7 +320,10 @@ def _earlier_batches(here: set[str], cache: Cache, out: Path, class_course: Form
             report.dropped += 1
             continue
         again = _again(result, first + len(earlier) + len(todo), out, class_course, grading, False, report)
-        (todo if again else earlier).append(again or result)
+        if again:
+            todo.append(again)
+        else:
+            earlier.append(result)
     report.earlier = len(earlier) + len(todo)
     return earlier, todo
 
