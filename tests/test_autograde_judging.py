@@ -380,12 +380,26 @@ def test_a_template_of_a_course_that_requires_judges_refuses_an_assignment_witho
     from autograde import AutogradeError
     from autograde.course import Template
 
+    import nbformat
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
+    from autograde_fixtures import mini_source
+
     config = Config()
     config.JudgedExecute.require_judges = True
-    template = Template(SimpleNamespace(config=config, assignment="tiny"), tmp_path)
+    nbformat.write(mini_source(), tmp_path / "tiny.ipynb")
+    template = Template(SimpleNamespace(config=config, assignment="tiny", notebook_path=tmp_path / "tiny.ipynb"),
+                        tmp_path)
     for _ in range(2):  # a later call must not find None remembered, and grade the stock way
         with pytest.raises(AutogradeError, match="no probes and judges in"):
             template.grading()
+    # A notebook without test cells (answers graded by hand, tasks) has nothing to judge, nor to pass by itself.
+    task = {"grade_id": "task", "task": True, "points": 2, "locked": True, "grade": False, "solution": False}
+    nbformat.write(new_notebook(cells=[new_markdown_cell("Describe it.", metadata={"nbgrader": task})]),
+                   tmp_path / "task.ipynb")
+    tasks = Template(SimpleNamespace(config=config, assignment="task", notebook_path=tmp_path / "task.ipynb"),
+                     tmp_path)
+    assert tasks.grading() is None
 
 
 def test_this_course_requires_judges():
