@@ -341,9 +341,9 @@ def _written(notebooks, text: str) -> str:
     return nbformat.writes(fill(notebooks["release"], dict(notebooks["answers"], written=text)))
 
 
-def _grade(archive, out, course, *extra):
+def _grade(archive, out, course, *extra, env=None):
     done = run_cli("grade", archive, "--assignment", MINI, "--out", out, "--course", course, "--jobs", "2",
-                   "--timeout", "20", "--no-progress", *extra)
+                   "--timeout", "20", "--no-progress", *extra, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, read_csv(out / "grades.csv")
 
@@ -452,6 +452,9 @@ def test_blackboard_download_with_a_due_date(notebooks, late_course, tmp_path):
         '"Username"\t"Homework 1 [Total Pts: 10 Score] |123456"', '"jm_delacruz"\t7.5', '"zangstrom"\t3.75']
 
 
+PACIFIC = {"TZ": "America/Los_Angeles"}  # a grading machine whose local time is not UTC (in March: UTC-8)
+
+
 def _blackboard_batch(path: Path, homework: str, attempts) -> Path:
     """A Blackboard download of (student, time, notebook text) attempts, receipts included."""
     entries = []
@@ -471,13 +474,13 @@ def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_
                                                                (JOSE, T0, _code_only(notebooks))])
     day2 = _blackboard_batch(tmp_path / "day2.zip", homework, [(ZOE, T0 + timedelta(days=1), _code_only(notebooks))])
     due = (T0 + timedelta(hours=12)).strftime("%Y-%m-%d %H:%M")
-    _grade(day1, out, course, "--due", due)
-    _grade(day2, out, course, "--due", due)
+    _grade(day1, out, course, "--due", due, env=PACIFIC)
+    _grade(day2, out, course, "--due", due, env=PACIFIC)
     # Day 1's command again, as an instructor reruns it: Zoë's newer attempt (day 2) stays the graded one.
-    done, rows = _grade(day1, out, course, "--due", due)
+    done, rows = _grade(day1, out, course, "--due", due, env=PACIFIC)
     assert (rows["zangstrom"]["score"], rows["jm_delacruz"]["score"]) == ("3", "3")
-    assert datetime.fromisoformat(rows["zangstrom"]["submitted_at"]) == (T0 + timedelta(days=1)).astimezone()
-    assert rows["zangstrom"]["submitted_at"].endswith("+00:00")  # UTC, whatever zone the LMS wrote it in
+    # Blackboard's times (and --due) are the machine's local time, here 8 hours behind UTC; grades.csv says UTC.
+    assert rows["zangstrom"]["submitted_at"] == (T0 + timedelta(days=1, hours=8)).isoformat() + "+00:00"
     assert "Kept 1 newer attempt(s) graded in an earlier run" in done.stdout
     # nbgrader's default late plugin takes nothing off: the notes and the summary still say who was late.
     assert "late: 12 h after the due date" in rows["zangstrom"]["notes"] and rows["zangstrom"]["late_penalty"] == ""
@@ -487,17 +490,17 @@ def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_
     # again too, from the class course's copy of their file.
     with open(course / "nbgrader_config.py", "a") as f:
         f.write(HALF_OFF)
-    done, rows = _grade(day2, out, course, "--due", due)
+    done, rows = _grade(day2, out, course, "--due", due, env=PACIFIC)
     assert (rows["zangstrom"]["score"], rows["zangstrom"]["late_penalty"]) == ("1.5", "1.5")  # a day late
     assert (rows["jm_delacruz"]["score"], rows["jm_delacruz"]["late_penalty"]) == ("3", "")
     assert "Graded 1 result(s) of earlier runs again: the course's nbgrader_config.py changed" in done.stdout
     assert rows["jm_delacruz"]["submission"].endswith("mini.ipynb") and "reused" not in done.stdout
     # A later due date: both graded again; Zoë is no longer late, and day 1's rerun keeps her day-2 attempt.
     later_due = (T0 + timedelta(days=2)).strftime("%Y-%m-%d %H:%M")
-    done, rows = _grade(day1, out, course, "--due", later_due)
+    done, rows = _grade(day1, out, course, "--due", later_due, env=PACIFIC)
     assert (rows["zangstrom"]["score"], rows["zangstrom"]["late_penalty"]) == ("3", "")
     assert "Graded 1 result(s) of earlier runs again: the due date changed" in done.stdout
-    done, rows = _grade(day1, out, course, "--due", later_due)
+    done, rows = _grade(day1, out, course, "--due", later_due, env=PACIFIC)
     assert "Graded 2 submission(s)" in done.stdout and "1 reused" in done.stdout and "again" not in done.stdout
 
 
