@@ -182,6 +182,12 @@ def cache_key(path: str | None, known_status: str | None, fingerprint: str, sett
     return digest.hexdigest()
 
 
+def reusable(result: Result, key: str) -> bool:
+    """Whether a cached *result* stands for grading under *key* again: same key, its feedback page still there, and
+    no failure of the grader itself."""
+    return result.cache_key == key and Path(result.feedback).exists() and result.status != st.GRADER_ERROR
+
+
 class Cache:
     def __init__(self, folder: Path):
         self.folder = folder
@@ -197,14 +203,6 @@ class Cache:
         except (OSError, ValueError, TypeError):
             return None
         return result if result.student_id == student_id else None
-
-    def get(self, student_id: str, key: str) -> Result | None:
-        result = self.latest(student_id)
-        if result is None or result.cache_key != key or not Path(result.feedback).exists():
-            return None
-        if result.status == st.GRADER_ERROR:
-            return None  # never reuse a failure of the grader itself
-        return result
 
     def put(self, result: Result) -> None:
         atomic_write(self._path(result.student_id), result.to_json())

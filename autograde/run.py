@@ -38,7 +38,7 @@ from .exports import write_exports
 from .formgrader import SECRET, FormgraderCourse, publish_autograded
 from .inputs import Found, NotebookChooser, Submission, discover, open_submissions
 from .results import (Cache, Result, RunReport, atomic_copy, cache_key, changed_settings, instant, later,
-                      summary, write_grades)
+                      reusable, summary, write_grades)
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .scheduler import Scheduler
@@ -250,7 +250,7 @@ def _plan(options, found: Found, out: Path, grading: dict, cache: Cache, class_c
             else:
                 results.append(kept)
             continue
-        cached = None if options.force else cache.get(job.student_id, job.cache_key)
+        cached = kept if kept and not options.force and reusable(kept, job.cache_key) else None
         if cached and cached.gradebook and not class_course.autograded_path(job.student_id).exists():
             cached = None  # its notebook is gone from the class course: grade it again
         if cached:
