@@ -6,7 +6,8 @@
     python -m autograde gradescope --assignment NAME --out autograder.zip [GRADING OPTIONS]
 
 GRADING OPTIONS: [--course DIR] [--jobs N] [--timeout S] [--memory MB] [--force] [--kernel warm|cold]
-[--isolation bwrap|container|none] [--lms NAME] [--due TIME] [--lms-column HEADER] [--lms-points P] [--similarity]
+[--isolation bwrap|container|none] [--lms NAME] [--due TIME] [--extensions CSV] [--roster CSV] [--lms-column HEADER]
+[--lms-points P] [--similarity]
 
 Exit codes: 0 when every submission got a row in grades.csv (a zero is a row), 1 when the tool
 itself cannot run (no such assignment, unreadable SUBMISSIONS, a merge missing a shard, a Slurm
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 # The options of `grade` that say how to grade (not what, nor where): the commands that run `grade` for you
 # (slurm, gradescope) take them too and pass them on with grading_argv().
 GRADING_OPTIONS = ("assignment", "course", "jobs", "timeout", "memory", "force", "kernel", "isolation", "lms", "due",
-                   "lms_column", "lms_points", "similarity")
+                   "lms_column", "lms_points", "similarity", "extensions", "roster")
 
 
 def add_grading_options(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +113,13 @@ def add_grading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lms-points", type=_positive(float), default=None, metavar="P",
                         help="the points the assignment is out of in the LMS; the import files scale scores to it "
                              "(default: the assignment's own points)")
+    parser.add_argument("--extensions", type=Path, default=None, metavar="CSV",
+                        help="students' own due dates: a CSV of student ids and due dates (docs/instructors.md, "
+                             "\"Late work\"); needs the assignment's due date")
+    parser.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                        help="the class list (a CSV with a student_id column, Canvas's gradebook export or Moodle's "
+                             "grading worksheet): every student on it gets a row, 'no submission' and 0 if they "
+                             "handed nothing in; later runs into --out remember it")
     parser.add_argument("--similarity", action="store_true",
                         help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
                              "for a person to look at (grades are never changed)")
@@ -191,7 +199,8 @@ def _grade(args) -> int:
                       memory_mb=args.memory, force=args.force, progress=not args.no_progress,
                       keep_work=args.keep_work, isolation=isolation, lms=args.lms, due=args.due,
                       lms_column=args.lms_column, lms_points=args.lms_points, started=args.started,
-                      similarity=args.similarity, shard=args.shard))
+                      similarity=args.similarity, shard=args.shard, extensions=args.extensions,
+                      roster=args.roster))
     finally:
         if server is not None:
             server.stop()

@@ -43,7 +43,7 @@ from nbgrader.api import Gradebook
 from . import status as st
 from .course import IGNORED, Template, naive_utc
 from .feedback import FeedbackExporter
-from .results import Result, atomic_copy, atomic_write
+from .results import Result, atomic_copy, atomic_write, instant
 
 log = logging.getLogger("autograde")
 REVIEW = "graded by hand, then the answer or its automatic score changed: review "
@@ -137,7 +137,11 @@ class FormgraderCourse:
             result.gradebook
         gb.update_or_create_student(student)
         timestamp = datetime.fromisoformat(book["timestamp"]) if book.get("timestamp") else None
-        gb.update_or_create_submission(assignment, student, timestamp=naive_utc(timestamp))
+        due = result.grading_settings.get("due")
+        class_due = gb.find_assignment(assignment).duedate
+        extension = naive_utc(instant(due)) - class_due if due and class_due else None
+        gb.update_or_create_submission(assignment, student, timestamp=naive_utc(timestamp),
+                                       extension=extension or None)
         submitted = gb.find_submission_notebook(notebook, assignment, student)
         graded_answers, new_answers = answers.get(student, {}), book.get("answers", {})
         for grade in submitted.grades:

@@ -247,6 +247,7 @@ class RunReport:
     regraded: Counter = field(default_factory=Counter)  # why results of earlier runs were graded again: count
     shard: str = ""  # "I/N" when this run graded one part of the class (grade --shard)
     shards: int = 0  # when this is a merge: how many shards it joined
+    roster: str = ""  # with a roster: how many students it lists, and how many handed nothing in
 
 
 _LMS_IDS = {"canvas": ("a Canvas download", "Canvas user ids"),
@@ -271,6 +272,8 @@ def summary(results: list[Result], report: RunReport) -> str:
                      "submissions again if you still need them")
     if report.lms in _LMS_IDS:
         lines.append(f"Recognised {_LMS_IDS[report.lms][0]}: student ids are {_LMS_IDS[report.lms][1]}")
+    if report.roster:
+        lines.append(report.roster)
     if report.ignored:
         shown = report.ignored[:8] + ([f"... and {len(report.ignored) - 8} more"] if len(report.ignored) > 8 else [])
         lines += [f"Ignored {len(report.ignored)} side file(s), no row of their own:"] + [f"  {i}" for i in shown]

@@ -24,7 +24,8 @@ import sys
 import time
 import unicodedata
 import warnings
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,14 +34,18 @@ import sqlalchemy.exc
 from resnet_course.cores import available_cores
 
 from . import GRADER_VERSION, AutogradeError
+from . import status as st
 from .course import Course, Template
 from .exports import write_exports
+from .feedback import write_status_page
 from .formgrader import SECRET, FormgraderCourse, publish_autograded
 from .inputs import Found, NotebookChooser, Submission, discover, open_submissions
+from .late import read_extensions
 from .results import (Cache, Result, RunReport, atomic_copy, cache_key, changed_settings, instant, later,
                       reusable, summary, write_grades)
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
+from .roster import Member, remember, remembered
 from .scheduler import Scheduler
 from .shards import Manifest, Shard
 from .similarity import write_similarity
@@ -69,6 +74,8 @@ class Options:
     started: float = field(default_factory=time.monotonic)  # when the command started (the summary's time)
     similarity: bool = False  # write similarity.csv: pairs of submissions alike enough for a person to look at
     shard: Shard | None = None  # grade only this part of the class (autograde.shards)
+    extensions: Path | None = None  # a CSV of student ids and their own due dates (autograde.late)
+    roster: Path | None = None  # the class list: every student on it gets a row (autograde.roster)
 
 
 def feedback_name(student_id: str) -> str:
@@ -123,6 +130,11 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     log = _run_logger(work)
     course = Course(options.course, options.assignment)
     duedate = options.due or course.recorded_duedate()
+    extensions = read_extensions(options.extensions) if options.extensions else {}
+    if extensions and duedate is None:
+        raise AutogradeError("--extensions moves a due date: give the assignment's with --due (or in the course's "
+                             "gradebook)")
+    roster = remembered(work, options.roster)
     template = Template(course, work / "template").prepare(log, duedate)
     cores = available_cores()
     jobs = options.jobs or cores
@@ -133,11 +145,12 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
                         limits=Limits(memory_mb=options.memory_mb), isolation=options.isolation,
                         isolation_note=isolation_note(options.isolation),
                         threads=max(1, cores // jobs), keep_work=options.keep_work,
-                        class_course=str(class_course.root), seed=secrets.randbits(62))
+                        class_course=str(class_course.root), seed=secrets.randbits(62), due=_utc(duedate))
     cache = Cache(work / "cache")
     found, ignored = _discover(options, work, template, log)
-    manifest = _start_shard(options, out, found, ignored, template, duedate)
-    grading = grading_settings(options, settings, template, duedate)
+    manifest = _start_shard(options, out, found, ignored, template, duedate, roster)
+    grading = Grading(grading_settings(options, settings, template, duedate),
+                      {student.casefold(): _utc(due) for student, due in extensions.items()})
     report = RunReport(assignment=course.assignment, max_score=template.max_score, out=out, jobs=jobs,
                        isolation=options.isolation, isolation_note=settings.isolation_note,
                        batch=len(found.submissions), lms=found.lms, ignored=ignored, shard=str(options.shard or ""))
@@ -158,8 +171,10 @@ def _grade(options: Options, out: Path, work: Path, stream) -> list[Result]:
     scheduler = Scheduler(template, settings, jobs, deadline, progress=options.progress,
                           keep_alive={server.process.pid} if server and server.process else ())
     results += scheduler.run(todo, on_result=cache.put) + earlier
+    if roster is not None and options.shard is not None:  # the merge gives the other parts' students their rows
+        roster = [member for member in roster if options.shard.holds(member.student_id)]
     _finish(results, Publication(out, template, class_course, cache, log, duedate, options.lms_column,
-                                 options.lms_points, options.similarity), report, options.started, stream)
+                                 options.lms_points, options.similarity, roster), report, options.started, stream)
     if manifest:
         manifest.finished = True
         manifest.write(out)
@@ -179,10 +194,13 @@ class Publication:
     lms_column: str | None = None
     lms_points: float | None = None
     similarity: bool = False
+    roster: list[Member] | None = None  # the class list, if the instructor gave one (now or in an earlier run)
 
 
 def _finish(results: list[Result], where: Publication, report: RunReport, started: float, stream) -> None:
     """The class course, grades.csv, feedback pages, LMS import files, similarity.csv; then the summary."""
+    if where.roster is not None:
+        results = results + _on_roster(results, where, report)
     _publish(results, where)
     course = where.template.course
     report.exports = write_exports(where.out, results, course.assignment, where.template.max_score,
@@ -199,7 +217,7 @@ def _finish(results: list[Result], where: Publication, report: RunReport, starte
 
 
 def _start_shard(options: Options, out: Path, found: Found, ignored: list[str], template: Template,
-                 duedate: datetime | None) -> Manifest | None:
+                 duedate: datetime | None, roster: list[Member] | None) -> Manifest | None:
     """With --shard: keep this part's students only, and record the run in shard.json (unfinished until the end)."""
     if options.shard is None:
         return None
@@ -207,7 +225,8 @@ def _start_shard(options: Options, out: Path, found: Found, ignored: list[str], 
                         fingerprint=template.fingerprint, grader_version=GRADER_VERSION, lms=found.lms,
                         students=sorted(s.student_id for s in found.submissions), ignored=ignored,
                         due=duedate.isoformat() if duedate else None, lms_column=options.lms_column,
-                        lms_points=options.lms_points)
+                        lms_points=options.lms_points,
+                        roster=[asdict(member) for member in roster] if roster is not None else None)
     manifest.write(out)
     found.submissions = [s for s in found.submissions if options.shard.holds(s.student_id)]
     return manifest
@@ -224,6 +243,18 @@ def _discover(options, work: Path, template: Template, log) -> tuple[Found, list
     return found, junk + found.ignored
 
 
+@dataclass
+class Grading:
+    """What decides a grade besides the file: the run's settings, with each student's own due date."""
+
+    settings: dict  # grading_settings()
+    extensions: dict[str, str] = field(default_factory=dict)  # casefolded student id -> due date (ISO 8601, UTC)
+
+    def of(self, student_id: str) -> dict:
+        due = self.extensions.get(student_id.casefold())
+        return dict(self.settings, due=due) if due else self.settings
+
+
 def grading_settings(options: Options, settings: Settings, template: Template, duedate: datetime | None) -> dict:
     """Everything besides the submitted file that decides a grade: a result graded with other settings is graded
     again (results.changed_settings says why)."""
@@ -233,18 +264,18 @@ def grading_settings(options: Options, settings: Settings, template: Template, d
             "max_output_bytes": settings.max_output_bytes}
 
 
-def _plan(options, found: Found, out: Path, grading: dict, cache: Cache, class_course,
+def _plan(options, found: Found, out: Path, grading: Grading, cache: Cache, class_course,
           report: RunReport) -> tuple[list[Result], list[Job]]:
     """One job per student found, unless an earlier run into this --out graded the same attempt with the same
     settings (reused), or a newer attempt of the student's by the LMS's time (kept, or graded again from its copy
     in the class course when the settings changed or with --force)."""
     results, todo = [], []
     for index, submission in enumerate(found.submissions):
-        job = _job(index, submission, out, grading)
+        job = _job(index, submission, out, grading.of(submission.student_id))
         kept = cache.latest(job.student_id)
         if kept and later(kept.submitted_at, job.submitted_at):
             report.kept_newer += 1
-            again = _again(kept, index, out, class_course, grading, options.force, report)
+            again = _again(kept, index, out, class_course, job.grading_settings, options.force, report)
             if again:
                 todo.append(again)
             else:
@@ -306,7 +337,7 @@ def _digest(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
-def _earlier_batches(here: set[str], cache: Cache, out: Path, class_course: FormgraderCourse, grading: dict,
+def _earlier_batches(here: set[str], cache: Cache, out: Path, class_course: FormgraderCourse, grading: Grading,
                      first: int, report: RunReport) -> tuple[list[Result], list[Job]]:
     """The students an earlier run into this --out graded and this download does not hold (*here*: casefolded
     ids): they stay in the class (late submissions graded on another day add to it, and never replace it), graded
@@ -319,13 +350,43 @@ def _earlier_batches(here: set[str], cache: Cache, out: Path, class_course: Form
             cache.set_aside(result)  # graded by an older grader, perhaps under another student id
             report.dropped += 1
             continue
-        again = _again(result, first + len(earlier) + len(todo), out, class_course, grading, False, report)
+        again = _again(result, first + len(earlier) + len(todo), out, class_course, grading.of(result.student_id),
+                       False, report)
         if again:
             todo.append(again)
         else:
             earlier.append(result)
     report.earlier = len(earlier) + len(todo)
     return earlier, todo
+
+
+def _on_roster(results: list[Result], where: Publication, report: RunReport) -> list[Result]:
+    """A row for every student of the roster who handed nothing in; names from the roster where the download had
+    none, and a note on those graded who are not on it."""
+    members = {member.student_id.casefold(): member for member in where.roster}
+    graded = {result.student_id.casefold() for result in results}
+    for result in results:
+        member = members.get(result.student_id.casefold())
+        result.notes = [note for note in result.notes if note != NOT_ON_ROSTER]  # as this roster says
+        if member is None:
+            result.add(note=NOT_ON_ROSTER)
+        elif not result.name:
+            result.name = member.name
+    lms = Counter(result.lms for result in results).most_common(1)[0][0] if results else "plain"
+    absent = [member for key, member in members.items() if key not in graded]
+    rows = []
+    for member in absent:
+        row = Result(student_id=member.student_id, origin="", name=member.name, lms=member.lms or lms,
+                     feedback=str(where.out / "feedback" / feedback_name(member.student_id)),
+                     max_score=where.template.max_score, cells={cell.grade_id: 0.0 for cell in where.template.cells})
+        row.add(st.NO_SUBMISSION, "on the roster, and nothing was handed in")
+        write_status_page(row.feedback, row.student_id, where.template.course.assignment, st.NO_SUBMISSION,
+                          "Nothing was handed in for this assignment.", where.template.max_score)
+        rows.append(row)
+    outsiders = sum(NOT_ON_ROSTER in result.notes for result in results)
+    report.roster = (f"Roster: {len(members)} student(s); {len(rows)} with no submission (a row with 0)"
+                     + (f"; {outsiders} graded but not on it (notes say so)" if outsiders else ""))
+    return rows
 
 
 def _publish(results: list[Result], where: Publication) -> None:
@@ -338,7 +399,8 @@ def _publish(results: list[Result], where: Publication) -> None:
                 result.feedback_manual = result.manual
             except Exception:  # noqa: BLE001 - the automatic feedback page stays
                 where.log.exception("could not render the feedback of %s with its manual grades", result.student_id)
-        where.cache.put(result)
+        if result.cache_key:  # a roster's row for a student with no submission was never graded: nothing to keep
+            where.cache.put(result)
     write_grades(where.out / "grades.csv", results, [cell.grade_id for cell in where.template.cells])
     _remove_stale_feedback(where.out / "feedback", {Path(r.feedback).name for r in results})
 
@@ -362,8 +424,12 @@ def merge_shards(shards: list[tuple[Path, Manifest]], out: Path, course_root: Pa
         report = RunReport(assignment=first.assignment, max_score=template.max_score, out=out, jobs=0,
                            batch=len(results), lms=first.lms, ignored=first.ignored,
                            shards=len(shards), **_isolation(results))
+        roster = None
+        if first.roster is not None:  # (with --partial, the students of a missing part are not known to be absent)
+            roster = remember(work, [Member(**entry) for entry in first.roster])
+            roster = [m for m in roster if any(manifest.part.holds(m.student_id) for _, manifest in shards)]
         _finish(results, Publication(out, template, class_course, Cache(work / "cache"), log, due, first.lms_column,
-                                     first.lms_points, similarity), report, started or time.monotonic(), stream)
+                                     first.lms_points, similarity, roster), report, started or time.monotonic(), stream)
     return results
 
 
@@ -382,6 +448,9 @@ def _take_shard(folder: Path, manifest: Manifest, out: Path, class_course: Formg
             if source.is_dir():
                 publish_autograded(source, class_course.root / kind / result.student_id / assignment)
     return results
+
+
+NOT_ON_ROSTER = "not on the roster"
 
 
 def _isolation(results: list[Result]) -> dict:

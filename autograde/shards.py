@@ -70,6 +70,7 @@ class Manifest:
     due: str | None = None
     lms_column: str | None = None  # the LMS import files' column header and points (grade's options), for the
     lms_points: float | None = None  # merge's import files to be the ones an unsharded run writes
+    roster: list[dict] | None = None  # --roster's students (autograde.roster.Member), for the merge
     finished: bool = False  # False while grading, and for good if the run failed
 
     def write(self, out: Path) -> None:

@@ -7,6 +7,7 @@ the ``status`` column shows the most severe, the ``notes`` column explains all o
 OK = "ok"
 
 # The file could not be graded at all: score 0.
+NO_SUBMISSION = "no submission"  # on the roster (--roster), with nothing handed in
 EMPTY = "empty file"
 NO_NOTEBOOK = "no notebook"
 NOT_NOTEBOOK = "not a notebook"
@@ -27,8 +28,8 @@ NEEDS_REVIEW = "needs review"  # graded by hand, then the answer or its automati
 ANSWER_UNCLEAR = "answer to find"  # an answer graded by hand lost its metadata, and several cells could be it
 RESTORED = "cells restored"
 
-SEVERITY = [GRADER_ERROR, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT, NOT_ATTEMPTED,
-            MEMORY, PROCESSES, OUTPUT_TOO_LARGE, TIMED_OUT, KERNEL_DIED, TAMPERING, NEEDS_REVIEW, ANSWER_UNCLEAR,
+SEVERITY = [GRADER_ERROR, NO_SUBMISSION, EMPTY, NO_NOTEBOOK, NOT_NOTEBOOK, TOO_LARGE, INVALID, WRONG_ASSIGNMENT,
+            NOT_ATTEMPTED, MEMORY, PROCESSES, OUTPUT_TOO_LARGE, TIMED_OUT, KERNEL_DIED, TAMPERING, NEEDS_REVIEW, ANSWER_UNCLEAR,
             RESTORED, OK]
 
 

@@ -42,13 +42,13 @@ from nbgrader.coursedir import CourseDirectory
 
 from . import GRADER_VERSION, AutogradeError
 from . import status as st
-from .course import Template, course_config
+from .course import Template, course_config, naive_utc
 from .feedback import prewarm_feedback, write_status_page
 from .formgrader import Submitted, answer_checksums, nbgrader_timestamp, publish, read_scores, student_folder
 from .inputs import read_submission
 from .execute import KERNEL_FACTS, WORK_PREFIX, JudgedExecute, remember_reference
 from .preprocessors import HideHiddenTests, NotGradable, check_assignment, is_untouched, report
-from .results import Result, atomic_copy
+from .results import Result, atomic_copy, instant
 from .sandbox import linux
 from .sandbox.kernel import IPC_PREFIX, remove_kernel_files
 from .sandbox.supervisor import Limits
@@ -107,6 +107,7 @@ class Settings:
     max_output_bytes: int = 200_000
     class_course: str | None = None  # --out/nbgrader: the whole class, for formgrader
     seed: int = 0  # the probes' seed for this run (0: each process draws its own)
+    due: str | None = None  # the assignment's due date (ISO 8601, UTC); a job's own differs by an extension
 
 
 def isolation_note(isolation: str) -> str:
@@ -224,6 +225,10 @@ def _grade(nb, job: Job, jobdir: Path, template: Template, settings: Settings, l
     course = template.course
     _make_job_course(nb, jobdir, template, job.submitted_at)
     config = _job_config(template, jobdir, settings)
+    due = job.grading_settings.get("due")
+    if due != settings.due:  # an extension: the job's gradebook holds this student alone, so its due date moves
+        with Gradebook(config.CourseDirectory.db_url, course.course_id) as gb:
+            gb.update_or_create_assignment(course.assignment, duedate=naive_utc(instant(due)))
     converter = _Autograde(coursedir=CourseDirectory(config=config), config=config, log=log)
     converter.force = True
     converter.start()

@@ -652,3 +652,86 @@ def test_similarity_flags_renamed_copies_and_nothing_else(notebooks, tmp_path):
         result.notes.append("group submission with the other")
     write_similarity(tmp_path, results, notebooks["release"], submitted)
     assert (tmp_path / "similarity.csv").read_text().splitlines() == ["student_a,student_b,similarity,shared_fragments"]
+
+
+# -- late penalties without Python, extensions and a roster ------------------------------------------------------
+
+COURSE_LATE_RULE = '''
+c.AssignLatePenalties.plugin_class = "autograde.late.LatePenalty"
+c.LatePenalty.per = "day"
+c.LatePenalty.percent_per_period = 20
+c.LatePenalty.max_percent = 50
+c.LatePenalty.grace_minutes = 30
+'''
+
+
+@pytestmark_linux
+def test_late_rule_options_and_extensions(notebooks, tmp_path):
+    from nbgrader.api import Gradebook
+
+    course = tmp_path / "course"
+    shutil.copytree(notebooks["course"], course)
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(COURSE_LATE_RULE)
+    due, code = T0 + timedelta(hours=12), _code_only(notebooks)  # 3 of 4 points when on time
+    download = _blackboard_batch(tmp_path / "bb.zip", "Homework 1_ResNet", [
+        (ZOE, due + timedelta(hours=25), code),  # two days started: 40%
+        (JOSE, due + timedelta(minutes=10), code),  # within the grace period
+        (LEI, due + timedelta(days=3, hours=1), code),  # four days: 80%, capped at 50%
+        (MARY, due + timedelta(days=3, hours=1), code)])  # as late as Lei, with an extension of four days
+    extensions = tmp_path / "extensions.csv"
+    extensions.write_text(f"username,new due date\nmary.ob,{(due + timedelta(days=4)):%Y-%m-%d %H:%M}\n")
+    args = ("--due", f"{due:%Y-%m-%d %H:%M}", "--extensions", extensions)
+    done, rows = _grade(download, tmp_path / "out", course, *args)
+    scores = {student: (row["score"], row["late_penalty"]) for student, row in rows.items()}
+    assert scores == {"zangstrom": ("1.8", "1.2"), "jm_delacruz": ("3", ""), "lli": ("1.5", "1.5"),
+                      "mary.ob": ("3", "")}
+    assert "late: 10 min after the due date" in rows["jm_delacruz"]["notes"]
+    assert "late" not in rows["mary.ob"]["notes"] and "2 submission(s) lost points" in done.stdout
+    with Gradebook(f"sqlite:///{tmp_path / 'out' / 'nbgrader' / 'gradebook.db'}", "fixture-course") as gb:
+        mary = gb.find_submission(MINI, "mary.ob")  # formgrader sees the extension nbgrader's way
+        assert (mary.extension, mary.total_seconds_late) == (timedelta(days=4), 0)
+        assert gb.find_submission(MINI, "zangstrom").extension is None
+    # The extension withdrawn: Mary is graded again, without --force, and the others are reused.
+    extensions.write_text("username,new due date\n")
+    done, rows = _grade(download, tmp_path / "out", course, *args)
+    assert (rows["mary.ob"]["score"], rows["mary.ob"]["late_penalty"]) == ("1.5", "1.5")
+    assert "3 reused" in done.stdout and "late: 3 d 1 h after the due date" in rows["mary.ob"]["notes"]
+    # An extensions file with a mistake stops the run before anything is graded, and says where.
+    extensions.write_text("mary.ob,the fourth of never\n")
+    failed = run_cli("grade", download, "--assignment", MINI, "--out", tmp_path / "out", "--course", course, *args)
+    assert failed.returncode == 1 and "row 1: not a date and time" in failed.stderr
+    assert read_csv(tmp_path / "out" / "grades.csv")["mary.ob"]["score"] == "1.5"
+
+
+CANVAS_ROSTER = """Student,ID,SIS User ID,SIS Login ID,Section,Mini (123)
+    Points Possible,,,,,4
+"Ångström, Zoë",90001,,,Section A,
+"Student, Test",99999,,,Section A,
+"de la Cruz, José María",90002,,,Section A,
+"李, 雷",90004,,,Section A,
+"""
+
+
+@pytestmark_linux
+def test_a_roster_gives_every_student_a_row(notebooks, tmp_path):
+    out, roster = tmp_path / "out", tmp_path / "gradebook-export.csv"
+    roster.write_text(CANVAS_ROSTER, encoding="utf-8")
+    day1 = write_zip(tmp_path / "day1.zip", [(canvas_upload(ZOE, 100, "mini.ipynb"), _code_only(notebooks), T0),
+                                             (canvas_upload(MARY, 101, "mini.ipynb"), _code_only(notebooks), T0)])
+    done, rows = _grade(day1, out, notebooks["course"], "--roster", roster)
+    assert set(rows) == {"90001", "90002", "90003", "90004"}  # Canvas's test student is no student
+    assert (rows["90002"]["status"], rows["90002"]["score"], rows["90002"]["name"]) == \
+        (st.NO_SUBMISSION, "0", "de la Cruz, José María")
+    assert "not on the roster" in rows["90003"]["notes"] and rows["90003"]["score"] == "3"
+    assert "Roster: 3 student(s); 2 with no submission (a row with 0); 1 graded but not on it" in done.stdout
+    assert "could not be graded: <strong>no submission</strong>" in (out / "feedback" / "90004.html").read_text()
+    with open(out / "canvas_grades.csv", encoding="utf-8-sig", newline="") as f:
+        imported = {row["ID"]: row[MINI] for row in csv.DictReader(f) if row["ID"]}
+    assert imported == {"90001": "3", "90002": "0", "90003": "3", "90004": "0"}
+    # Lei hands in later: the next batch, without --roster, keeps the class list of the first.
+    day2 = write_zip(tmp_path / "day2.zip", [(canvas_upload(LEI, 102, "mini.ipynb"), _code_only(notebooks), T0)])
+    done, rows = _grade(day2, out, notebooks["course"])
+    assert (rows["90004"]["status"], rows["90004"]["score"]) == ("ok", "3") and rows["90002"]["score"] == "0"
+    assert "Roster: 3 student(s); 1 with no submission" in done.stdout
+    assert "could not be graded" not in (out / "feedback" / "90004.html").read_text()

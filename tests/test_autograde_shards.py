@@ -56,18 +56,30 @@ def download(course, tmp_path_factory):
     return write_zip(tmp_path_factory.mktemp("download") / "class.zip", entries)
 
 
+ABSENT = "90777"  # on the roster, with nothing in the download
+
+
+@pytest.fixture(scope="module")
+def roster(tmp_path_factory):
+    path = tmp_path_factory.mktemp("roster") / "roster.csv"
+    ids = [s.canvas_id for s in (ZOE, JOSE, MARY, LEI, EVIL, *EXTRA)] + [ABSENT]
+    path.write_text("student_id\n" + "".join(f"{i}\n" for i in ids))
+    return path
+
+
 def _grade(download, course, out, *more):
     return run_cli("grade", download, "--assignment", MINI, "--out", out, "--course", course, "--jobs", "2",
                    "--timeout", "20", "--no-progress", "--lms-column", COLUMN, *more)
 
 
 @pytest.fixture(scope="module")
-def runs(course, download, tmp_path_factory):
-    """The class graded once whole, and as SHARDS shards then merged."""
+def runs(course, download, roster, tmp_path_factory):
+    """The class graded once whole, and as SHARDS shards then merged, with a roster."""
     root = tmp_path_factory.mktemp("runs")
-    whole = _grade(download, course, root / "whole")
+    whole = _grade(download, course, root / "whole", "--roster", roster)
     assert whole.returncode == 0, whole.stderr
-    shards = [_grade(download, course, root / "shards" / str(i), "--shard", f"{i}/{SHARDS}") for i in range(SHARDS)]
+    shards = [_grade(download, course, root / "shards" / str(i), "--shard", f"{i}/{SHARDS}", "--roster", roster)
+              for i in range(SHARDS)]
     assert all(done.returncode == 0 for done in shards), [done.stderr for done in shards]
     merged = run_cli("merge", *(root / "shards" / str(i) for i in range(SHARDS)), "--out", root / "merged",
                      "--course", course)
@@ -91,7 +103,7 @@ def test_each_shard_grades_its_part_and_the_attempts_of_a_student_stay_together(
         assert all(part_of(row.split(",")[0], SHARDS) == i for row in rows)
         seen += rows
         assert f"shard {i}/{SHARDS} of the class" in runs["shard_runs"][i].stdout
-    assert sorted(seen) == sorted(everyone) and len(everyone) == 10
+    assert sorted(seen) == sorted(everyone) and len(everyone) == 11  # the roster's absent student in one part
     zoe = [row for row in seen if row.startswith(str(ZOE.canvas_id))]
     assert len(zoe) == 1 and "mini-1.ipynb" in zoe[0] and "also found" in zoe[0]
 
@@ -102,11 +114,13 @@ def test_the_merge_writes_what_one_run_writes(runs):
     assert (merged / "canvas_grades.csv").read_bytes() == (whole / "canvas_grades.csv").read_bytes()
     assert COLUMN in (merged / "canvas_grades.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     pages = sorted(p.name for p in (whole / "feedback").iterdir())
-    assert sorted(p.name for p in (merged / "feedback").iterdir()) == pages and len(pages) == 10
+    assert sorted(p.name for p in (merged / "feedback").iterdir()) == pages and len(pages) == 11
     for name in pages:
         assert (merged / "feedback" / name).read_bytes() == (whole / "feedback" / name).read_bytes(), name
     assert "Merged 3 shard(s) of mini: 10 student(s)" in runs["merge"].stdout
     assert "Recognised a Canvas download" in runs["merge"].stdout
+    assert f"\n,{ABSENT},,,,0\n" in (merged / "canvas_grades.csv").read_text(encoding="utf-8-sig")
+    assert "Roster: 11 student(s); 1 with no submission (a row with 0)" in runs["merge"].stdout
 
 
 def _gradebook(out):
@@ -167,7 +181,7 @@ def test_a_missing_or_unfinished_shard_is_named_with_its_students(runs, course, 
     done = run_cli("merge", *shards, "--out", tmp_path / "out", "--course", course, "--partial")
     assert done.returncode == 0, done.stderr
     rows = _rows(tmp_path / "out" / "grades.csv")[1:]
-    assert len(rows) == 10 - len(_rows(shards[1] / "grades.csv")[1:])
+    assert len(rows) == 11 - len(_rows(shards[1] / "grades.csv")[1:])  # the roster's rows of shard 1 too
 
 
 def test_shards_of_different_splits_or_sources_do_not_merge(runs, course, tmp_path):
