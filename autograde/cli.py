@@ -113,8 +113,8 @@ def add_grading_options(parser: argparse.ArgumentParser) -> None:
                         help="the points the assignment is out of in the LMS; the import files scale scores to it "
                              "(default: the assignment's own points)")
     parser.add_argument("--similarity", action="store_true",
-                        help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
-                             "for a person to look at (grades are never changed)")
+                        help="also write similarity.csv and similarity.html: pairs of submissions far more alike than "
+                             "the class's other pairs, side by side for a person to look at (grades are never changed)")
 
 
 def grading_argv(args: argparse.Namespace) -> list[str]:
