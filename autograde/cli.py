@@ -121,8 +121,8 @@ def add_grading_options(parser: argparse.ArgumentParser) -> None:
                              "grading worksheet): every student on it gets a row, 'no submission' and 0 if they "
                              "handed nothing in; later runs into --out remember it")
     parser.add_argument("--similarity", action="store_true",
-                        help="also write similarity.csv: pairs of submissions whose answers are suspiciously alike, "
-                             "for a person to look at (grades are never changed)")
+                        help="also write similarity.csv and similarity.html: pairs of submissions far more alike than "
+                             "the class's other pairs, side by side for a person to look at (grades are never changed)")
 
 
 def grading_argv(args: argparse.Namespace) -> list[str]:

@@ -72,7 +72,7 @@ class Options:
     lms_column: str | None = None  # the assignment's column header in the LMS import files (default: its name)
     lms_points: float | None = None  # what the assignment is out of in the LMS (default: its own points)
     started: float = field(default_factory=time.monotonic)  # when the command started (the summary's time)
-    similarity: bool = False  # write similarity.csv: pairs of submissions alike enough for a person to look at
+    similarity: bool = False  # write similarity.csv/.html: pairs far more alike than the class's, for a person
     shard: Shard | None = None  # grade only this part of the class (autograde.shards)
     extensions: Path | None = None  # a CSV of student ids and their own due dates (autograde.late)
     roster: Path | None = None  # the class list: every student on it gets a row (autograde.roster)
@@ -198,7 +198,7 @@ class Publication:
 
 
 def _finish(results: list[Result], where: Publication, report: RunReport, started: float, stream) -> None:
-    """The class course, grades.csv, feedback pages, LMS import files, similarity.csv; then the summary."""
+    """The class course, grades.csv, feedback pages, LMS import files, similarity.csv/.html; then the summary."""
     if where.roster is not None:
         results = results + _on_roster(results, where, report)
     _publish(results, where)

@@ -103,7 +103,7 @@ def add_parser(commands) -> None:
     merge.add_argument("--course", type=Path, default=None, metavar="DIR",
                        help="the nbgrader course folder the shards graded (default: here, or this repository)")
     merge.add_argument("--similarity", action="store_true",
-                       help="also write similarity.csv over the whole class (see `grade --similarity`)")
+                       help="also write similarity.csv and similarity.html over the whole class (see `grade --similarity`)")
     merge.add_argument("--partial", action="store_true",
                        help="merge the shards that finished even if some are missing (their students get no row)")
     merge.set_defaults(handler=_merge_command)

@@ -529,7 +529,9 @@ def test_gradescope_export_graded(notebooks, tmp_path):
         "0042": ("3", "ok"), "0043": ("0", "ok"), "0044": ("0", "ok"), "0046": ("0", st.NO_NOTEBOOK)}
     assert rows["0046"]["name"] == "'" + EVIL.full_name  # spreadsheet-safe
     assert not list((tmp_path / "out").glob("*_grades.*"))  # Gradescope imports nothing: grades.csv is keyed by SID
-    assert "0 pair(s) at least 70% alike" in done.stdout  # the group's one notebook is no pair
+    assert "0 pair(s) far more alike" in done.stdout  # the group's one notebook is no pair
+    assert (tmp_path / "out" / "similarity.csv").read_text().count("\n") == 1  # the header
+    assert "0 pair(s) of 3 students" in (tmp_path / "out" / "similarity.html").read_text(encoding="utf-8")
 
 
 def test_the_summary_counts_from_the_process_start(monkeypatch):
@@ -645,13 +647,16 @@ def test_similarity_flags_renamed_copies_and_nothing_else(notebooks, tmp_path):
     line = write_similarity(tmp_path, results, notebooks["release"], submitted)
     rows = list(csv.DictReader(open(tmp_path / "similarity.csv", encoding="utf-8")))
     assert [(r["student_a"], r["student_b"]) for r in rows] == [("ann", "ben")]  # untouched releases are no pair
-    assert float(rows[0]["similarity"]) >= 0.7 and "1 pair(s)" in line and "grades are unchanged" in line
+    assert float(rows[0]["similarity"]) >= 0.9 and rows[0]["most_alike_cells"] == "double"
+    assert "1 pair(s)" in line and "grades are unchanged" in line
+    assert "no doubling of booleans" in (tmp_path / "similarity.html").read_text(encoding="utf-8")
     # A group's one submission is not copying.
     submitted["ben"].write_bytes(submitted["ann"].read_bytes())
     for result in results[:2]:
         result.notes.append("group submission with the other")
     write_similarity(tmp_path, results, notebooks["release"], submitted)
-    assert (tmp_path / "similarity.csv").read_text().splitlines() == ["student_a,student_b,similarity,shared_fragments"]
+    assert (tmp_path / "similarity.csv").read_text().splitlines() == [
+        "student_a,student_b,similarity,z_score,most_alike_cells"]
 
 
 # -- late penalties without Python, extensions and a roster ------------------------------------------------------
