@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 LOCK := requirements.lock
+GRADER_LOCK := requirements-grader.lock
 PORT ?= 8888
 SUBMISSIONS ?=
 OUT ?= grading
@@ -55,13 +56,16 @@ gpu-check: setup
 
 # Maintainers only: re-resolve the lock for Linux and macOS, Python 3.11 and 3.12, and Binder's environment.yml.
 # torch's CUDA wheels (Linux) come with their own exact pins, so they are left to pip.
+# $(GRADER_LOCK), for Gradescope's image, is the same resolution without the test extra: constrained to the full
+# lock's exact pins, it can only leave packages out, never pin another version.
 lock: setup
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/python -m uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
-		--no-emit-package triton --no-emit-package cuda-bindings --no-emit-package cuda-pathfinder \
-		--no-emit-package cuda-toolkit $(foreach p,$(NVIDIA_PACKAGES),--no-emit-package $(p)) \
-		--no-header --no-annotate -o $(LOCK)
+	$(BIN)/python -m uv pip compile pyproject.toml --extra test $(LOCK_OPTIONS) -o $(LOCK)
+	$(BIN)/python -m uv pip compile pyproject.toml -c $(LOCK) $(LOCK_OPTIONS) -o $(GRADER_LOCK)
 	$(BIN)/python tools/binder_environment.py
+
+LOCK_OPTIONS = --universal --python-version 3.11 --no-header --no-annotate \
+	$(foreach p,triton cuda-bindings cuda-pathfinder cuda-toolkit $(NVIDIA_PACKAGES),--no-emit-package $(p))
 
 NVIDIA_PACKAGES := nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 \
 	nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 \

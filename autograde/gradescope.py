@@ -6,7 +6,7 @@ image, then for every submission runs ``/autograder/run_autograder`` with the st
 
     setup.sh, run_autograder   Gradescope's two entry points
     settings.json              what `gradescope` was told at build time (BundleSettings)
-    project/                   this grader: pyproject.toml, requirements.lock, autograde/, resnet_course/
+    project/                   this grader: pyproject.toml, requirements-grader.lock, autograde/, resnet_course/
     course/                    the course: its nbgrader_config.py and source/<assignment>/ only
     template/                  the template course (gradebook with the hidden tests, release), built once here
 
@@ -42,7 +42,11 @@ if TYPE_CHECKING:  # nbgrader is imported where it is used: the command line sta
 SETTINGS = "settings.json"
 STUDENT = "submission"  # the one student id inside the container: whoever uploaded, Gradescope knows
 PROJECT = Path(__file__).resolve().parent.parent  # the grader's own project, bundled as it is here
-PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "requirements.lock", "autograde", "resnet_course")
+# requirements-grader.lock (make lock): requirements.lock's pins for the runtime dependencies, without the test extra.
+GRADER_LOCK = "requirements-grader.lock"
+PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", GRADER_LOCK, "autograde", "resnet_course")
+# PyTorch's own index, the one that serves torch's CPU-only wheels: PyPI's Linux torch needs CUDA's libraries.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # What makes sense for one submission in a container; the rest of `grade`'s options are about a class, and --due
 # needs a submission time the runtime does not pass on (Gradescope applies its own late-submission settings).
 PASSED_ON = ("timeout", "memory", "kernel", "isolation")
@@ -127,7 +131,7 @@ def write_bundle(out: Path, course, template_root: Path, settings: BundleSetting
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
-        _add_text(bundle, "setup.sh", SETUP_SH, executable=True)
+        _add_text(bundle, "setup.sh", setup_sh((PROJECT / GRADER_LOCK).read_text(encoding="utf-8")), executable=True)
         _add_text(bundle, "run_autograder", RUN_AUTOGRADER, executable=True)
         _add_text(bundle, SETTINGS, json.dumps(dataclasses.asdict(settings), indent=1))
         for name in PROJECT_FILES:
@@ -158,6 +162,23 @@ def _add_path(bundle: zipfile.ZipFile, path: Path, name: str) -> None:
             bundle.write(full, f"{name}/{full.relative_to(path).as_posix()}")
 
 
+def locked_torch(lock_text: str) -> str:
+    """The torch version the lock pins: setup.sh installs that version's CPU build."""
+    from packaging.requirements import Requirement
+
+    pins = [Requirement(line) for line in lock_text.splitlines() if line.strip() and not line.startswith("#")]
+    versions = {spec.version for pin in pins if pin.name == "torch" for spec in pin.specifier}
+    if len(versions) != 1:
+        raise ValueError(f"{GRADER_LOCK} must pin one torch version, not {sorted(versions) or 'none'}")
+    return versions.pop()
+
+
+def setup_sh(lock_text: str) -> str:
+    """setup.sh for a bundle whose grader lock is lock_text."""
+    return SETUP_SH.format(index=TORCH_CPU_INDEX, torch=locked_torch(lock_text), lock=GRADER_LOCK)
+
+
+# setup_sh fills in {index}, {torch} and {lock}: the script must have no braces of its own.
 SETUP_SH = """\
 #!/bin/bash
 # Gradescope runs this once, as root, when it builds the autograder's image (Ubuntu).
@@ -172,7 +193,12 @@ python3 -c 'import sys; sys.exit(None if (3, 11) <= sys.version_info[:2] <= (3, 
     "the grader needs Python 3.11 or 3.12, this image has " + sys.version.split()[0] + ": use Ubuntu 24.04")'
 python3 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
-/autograder/venv/bin/python -m pip install -r "$SOURCE/project/requirements.lock"
+# torch's CPU build first, from PyTorch's index: PyPI's torch for Linux brings CUDA's libraries (nvidia-* wheels),
+# which a grader without a GPU never loads. Its dependencies come from the lock, at the lock's pins. Its version,
+# {torch}+cpu, satisfies the lock's torch=={torch} (PEP 440: a pin without a local label ignores the installed
+# version's), so the lock's install keeps it.
+/autograder/venv/bin/python -m pip install --no-deps --index-url {index} "torch=={torch}"
+/autograder/venv/bin/python -m pip install -r "$SOURCE/project/{lock}"
 # Editable, as `make setup` does: a regular install would copy resnet_course (the course's reference code) into
 # the venv, which every sandbox mounts; an editable one points to project/, which no sandbox sees.
 /autograder/venv/bin/python -m pip install --no-deps --no-build-isolation -e "$SOURCE/project"

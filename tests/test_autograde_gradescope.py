@@ -3,11 +3,14 @@
 The bundle of the tiny course is built once, then every submission is graded the way Gradescope does it: the zip
 unzipped into a stand-in /autograder (ROOT/source), run_autograder copied to ROOT, the upload in ROOT/submission,
 and ROOT/results/results.json read back and checked against a JSON Schema written from Gradescope's
-specification. setup.sh is not run (it would apt-get into this machine); its text is checked instead.
+specification. setup.sh is not run (it would apt-get into this machine); its text is checked instead, and so is
+requirements-grader.lock, what it installs, against requirements.lock and what the grader imports. PyTorch's CPU
+index cannot be reached from here either: that the CPU build satisfies the lock's pin is checked with PEP 440's rules.
 
 The stand-in roots are under the repository's build/ folder, as /autograder is outside /tmp; one test runs a
 bundle under /tmp, whose grader each sandbox must bind into its private /tmp.
 """
+import ast
 import json
 import os
 import shutil
@@ -15,15 +18,23 @@ import stat
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import jsonschema
+import nbformat
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from autograde_cheats import FORGERIES, patch_inside, with_forgery
 from autograde_fixtures import (MINI, PYTHON, REPO, bracket_bombs, captured_mini, fill, gradescope_root, make_course,
                                 release_and_answers, run_cli)
+
+from autograde import gradescope
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
 
@@ -107,7 +118,7 @@ def test_bundle_holds_the_grader_the_course_and_a_template_only(bundle):
                                                       "course", "template"}
     for script in ("setup.sh", "run_autograder"):
         assert stat.S_IMODE(infos[script].external_attr >> 16) == 0o755
-    assert {"project/pyproject.toml", "project/requirements.lock", "project/autograde/gradescope.py",
+    assert {"project/pyproject.toml", "project/requirements-grader.lock", "project/autograde/gradescope.py",
             "project/resnet_course/__init__.py", "course/nbgrader_config.py", f"course/source/{MINI}/{MINI}.ipynb",
             "template/fingerprint", "template/gradebook.db", f"template/release/{MINI}/{MINI}.ipynb"} <= names
     leftovers = (".venv", "__pycache__", ".pyc", "submitted/", "autograded/", "feedback/", "tests/",
@@ -116,7 +127,8 @@ def test_bundle_holds_the_grader_the_course_and_a_template_only(bundle):
     assert settings["assignment"] == MINI and settings["isolation"] == "bwrap"
     assert settings["grading"] == ["--assignment", MINI, "--timeout", "10", "--memory", "1024"]  # no --jobs
     assert "apt-get install" in setup and "bubblewrap" in setup and "python3-venv" in setup
-    assert 'pip install -r "$SOURCE/project/requirements.lock"' in setup
+    assert setup == gradescope.setup_sh((REPO / gradescope.GRADER_LOCK).read_text(encoding="utf-8"))
+    assert "project/requirements.lock" not in names and "requirements.lock" not in setup  # the test tools' lock
     assert "--no-deps" in setup and "/autograder/venv" in setup
     assert "Autograder points: 3" in bundle["stdout"] and "written (1 point)" in bundle["stdout"]
 
@@ -126,6 +138,85 @@ def test_scripts_are_valid_bash(bundle, tmp_path):
         zf.extractall(tmp_path)
     for script in ("setup.sh", "run_autograder"):
         assert subprocess.run(["bash", "-n", str(tmp_path / script)]).returncode == 0, script
+
+
+# -- what setup.sh installs ---------------------------------------------------------------------------
+
+def _lock(name: str) -> dict:
+    """(name, marker) -> version, for each pin of a lock."""
+    pins = [Requirement(line) for line in (REPO / name).read_text().splitlines() if line.strip()]
+    return {(canonicalize_name(pin.name), str(pin.marker or "")): next(iter(pin.specifier)).version for pin in pins}
+
+
+def _installed_closure(requirements) -> set[str]:
+    """The distributions these requirements bring in on this machine, from the installed packages' metadata."""
+    found, todo = {}, [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found and set(requirement.extras) <= found[name]:
+            continue
+        found.setdefault(name, set()).update(requirement.extras)
+        for line in metadata.requires(name) or []:
+            dependency = Requirement(line)
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": extra})
+                                                for extra in {"", *found[name]}):
+                todo.append(dependency)
+    return set(found)
+
+
+def test_the_grader_lock_is_the_full_lock_without_what_only_tests_need():
+    full, grader = _lock("requirements.lock"), _lock(gradescope.GRADER_LOCK)
+    differ = {pin: (version, full.get(pin)) for pin, version in grader.items() if full.get(pin) != version}
+    assert grader and not differ, f"(grader lock, requirements.lock) disagree: {differ}: run `make lock`"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = _installed_closure(project["dependencies"])
+    only_tests = _installed_closure(project["optional-dependencies"]["test"]) - runtime
+    names = {name for name, _ in grader}
+    assert {"pytest", "nbval", "playwright"} <= only_tests
+    assert not only_tests & names, f"only tests need {sorted(only_tests & names)}: run `make lock`"
+    assert runtime <= names, f"the grader lock lacks {sorted(runtime - names)}: run `make lock`"
+    assert {name for name, _ in full} - names <= only_tests  # only what tests need was left out
+
+
+def _imported(source: str) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_the_grader_lock_has_what_the_grader_and_the_assignment_import():
+    sources = [path.read_text() for folder in ("autograde", "resnet_course") for path in (REPO / folder).rglob("*.py")]
+    for notebook in (REPO / "source").rglob("*.ipynb"):  # what students' kernels run, magics left out
+        sources += ["\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+                    for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
+    modules = set().union(*map(_imported, sources)) - set(sys.stdlib_module_names) - {"autograde", "resnet_course"}
+    providers = metadata.packages_distributions()
+    assert {"nbgrader", "torch", "nh3", "psutil"} <= modules and not modules - set(providers)
+    names = {name for name, _ in _lock(gradescope.GRADER_LOCK)}
+    missing = {m: providers[m] for m in modules if not {canonicalize_name(d) for d in providers[m]} & names}
+    assert not missing, f"imported but not in the grader lock: {missing}"
+
+
+def test_setup_sh_installs_cpu_torch_then_the_grader_lock():
+    lock = (REPO / gradescope.GRADER_LOCK).read_text(encoding="utf-8")
+    torch = gradescope.locked_torch(lock)
+    assert f"torch=={torch}" in lock.splitlines()
+    setup = gradescope.setup_sh(lock)
+    cpu = f'pip install --no-deps --index-url https://download.pytorch.org/whl/cpu "torch=={torch}"\n'
+    locked = f'pip install -r "$SOURCE/project/{gradescope.GRADER_LOCK}"\n'
+    assert cpu in setup and locked in setup and setup.index(cpu) < setup.index(locked) < setup.index("-e ")
+    # PyTorch's CPU build is X+cpu: the lock's torch==X accepts it, so its install leaves that torch in place.
+    assert SpecifierSet(f"=={torch}").contains(f"{torch}+cpu")
+    assert not SpecifierSet(f"=={torch}").contains(f"{torch}.post1")  # (== is no looser than that)
+    split = "torch==2.13.0 ; sys_platform == 'linux'\ntorch==2.12.0 ; sys_platform != 'linux'\n"
+    for lock_text in ("numpy==2.4.6\n", split):  # no torch, or one per platform: which one would be CPU's?
+        with pytest.raises(ValueError, match="one torch version"):
+            gradescope.setup_sh(lock_text)
 
 
 # -- results.json -------------------------------------------------------------------------------------
