@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import status as st
+from .options import add_grading_options, default_course_root, grading_argv
 from .results import Result
 
 if TYPE_CHECKING:  # nbgrader is imported where it is used: the command line starts without it (see cli.py)
@@ -73,7 +75,6 @@ class BundleSettings:
 # -- build -------------------------------------------------------------------------------------------
 
 def add_parser(commands) -> None:
-    from .cli import add_grading_options
 
     parser = commands.add_parser(
         "gradescope", help="build Gradescope's autograder .zip for an assignment",
@@ -88,7 +89,6 @@ def add_parser(commands) -> None:
 
 
 def _build_command(args) -> int:
-    from .cli import default_course_root
     from .course import Course, Template
 
     course = Course(args.course or default_course_root(args.assignment), args.assignment)
@@ -107,9 +107,9 @@ def _build_command(args) -> int:
 
 def _passed_on(args) -> list[str]:
     """`grade` options for the runtime: those of PASSED_ON that differ from their defaults, and --assignment."""
-    from .cli import build_parser, grading_argv
-
-    defaults = vars(build_parser().parse_args(["gradescope", "--assignment", args.assignment, "--out", "-"]))
+    parser = argparse.ArgumentParser()
+    add_grading_options(parser)
+    defaults = vars(parser.parse_args(["--assignment", args.assignment]))
     chosen = {name: getattr(args, name) for name in PASSED_ON}
     return grading_argv(argparse.Namespace(**dict(defaults, **chosen)))
 
@@ -270,7 +270,6 @@ class Graded:
 
 def _grade(root: Path, settings: BundleSettings) -> Graded | None:
     """``grade`` on this one submission, in ROOT/grading; None when it did not grade it."""
-    from .cli import main as cli_main
     from .course import Course, Template
     from .formgrader import FormgraderCourse
     from .results import Cache
@@ -286,8 +285,10 @@ def _grade(root: Path, settings: BundleSettings) -> Graded | None:
               "every submission: build the bundle with the versions of requirements.lock", flush=True)
     else:
         print("autograde: using the bundled template", flush=True)
-    code = cli_main(["grade", str(work / "submissions"), "--out", str(out), "--course", str(course.root),
-                     "--lms", "plain", "--jobs", "1", "--no-progress", *settings.grading])
+    # `grade` itself, as the instructor runs it (the command line is the layer above this one).
+    code = subprocess.run([sys.executable, "-m", "autograde", "grade", str(work / "submissions"), "--out", str(out),
+                           "--course", str(course.root), "--lms", "plain", "--jobs", "1", "--no-progress",
+                           *settings.grading], check=False).returncode
     found = [r for r in Cache(out / ".autograde" / "cache").everyone() if r.student_id == STUDENT]
     if code != 0 or not found:
         print(f"autograde: grade exited with {code} and graded {len(found)} submission(s)", flush=True)

@@ -47,7 +47,7 @@ from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
 from .roster import Member, remember, remembered
 from .scheduler import Scheduler
-from .shards import Manifest, Shard
+from .parts import Manifest, Shard
 from .similarity import write_similarity
 from .worker import CONTAINER_MODE, NOT_ISOLATED, Job, Settings, isolation_note, prepare_reference, prewarm
 

@@ -29,6 +29,9 @@ from datetime import datetime
 from pathlib import Path
 
 from . import AutogradeError
+from .options import add_grading_options, default_course_root, grading_argv, positive
+from .parts import MANIFEST
+from .shards import check_shards
 
 POLL_SECONDS = 3.0  # squeue/scontrol are cheap; a merge takes far longer than this
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
@@ -72,7 +75,6 @@ class Plan:
 # -- command line --------------------------------------------------------------------------------------------
 
 def add_parser(commands) -> None:
-    from .cli import _positive, add_grading_options
 
     slurm = commands.add_parser(
         "slurm", help="grade on a Slurm cluster: one array task per shard, then a merge",
@@ -82,11 +84,11 @@ def add_parser(commands) -> None:
                     "be on a file system every node of the cluster shares: the jobs use their absolute paths.")
     slurm.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
     slurm.add_argument("--out", required=True, type=Path, metavar="DIR", help="where grades and feedback go (shared)")
-    slurm.add_argument("--shards", required=True, type=_positive(int), metavar="N",
+    slurm.add_argument("--shards", required=True, type=positive(int), metavar="N",
                        help="parts of the class, one array task each")
-    slurm.add_argument("--cpus-per-task", type=_positive(int), default=None, metavar="C",
+    slurm.add_argument("--cpus-per-task", type=positive(int), default=None, metavar="C",
                        help="CPUs per task, and submissions graded at once in it (default: --jobs, else 2)")
-    slurm.add_argument("--mem-per-task", type=_positive(int), default=None, metavar="MB",
+    slurm.add_argument("--mem-per-task", type=positive(int), default=None, metavar="MB",
                        help="memory per task (default: C times --memory, plus 1024 for the warm kernel server)")
     slurm.add_argument("--time", default=None, metavar="HH:MM:SS", help="time limit per task (default: the "
                                                                        "partition's)")
@@ -125,7 +127,6 @@ def _slurm_command(args) -> int:
 
 def plan_from_args(args) -> Plan:
     from . import __file__ as package_file
-    from .cli import default_course_root, grading_argv
 
     if not args.submissions.exists():
         raise AutogradeError(f"{args.submissions} does not exist")
@@ -332,7 +333,6 @@ def wait_for_merge(plan: Plan, array_id: str, merge_id: str, submitted: float) -
 
 def report_failed_shards(plan: Plan, array_id: str) -> None:
     """Name the array tasks that did not succeed, and the shards missing or unfinished with their students."""
-    from .shards import MANIFEST, check_shards
 
     for task in job_states(array_id) or []:
         if task.state == "COMPLETED":

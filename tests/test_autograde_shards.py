@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from autograde.shards import Manifest, Shard, part_of
+from autograde.parts import Manifest, Shard, part_of
 
 from autograde_fixtures import MINI, fill, make_course, release_and_answers, run_cli
 from lms_downloads import EVIL, JOSE, LEI, MARY, T0, ZOE, Student, canvas_text, canvas_upload, write_zip
