@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import collections
 import copy
 import functools
 import hashlib
@@ -167,10 +168,13 @@ def graded_cell_names(nb, limit: int = 240) -> dict[str, str]:
         md = nbgrader_metadata(cell)
         if scored_id(cell):
             what = _what(cell, md, part)
-            name = f"{part} — {what}" if part else what
-            names[md["grade_id"]] = name if len(name) <= limit else name[:limit - 1].rstrip() + "…"
+            names[md["grade_id"]] = f"{part} — {what}" if part else what
         elif cell.cell_type == "markdown" and not md.get("solution"):
             part = _last_heading(cell.source) or part  # (an answer's text is the student's, never a part)
+    seen = collections.Counter(names.values())  # two tests of a part with the same comment: told apart by id
+    for cell_id, name in names.items():
+        name = f"{name} ({readable(cell_id)})" if seen[name] > 1 else name
+        names[cell_id] = name if len(name) <= limit else name[:limit - 1].rstrip() + "…"
     return names
 
 

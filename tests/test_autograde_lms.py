@@ -608,6 +608,10 @@ def test_the_nbgrader_exchange_round_trip(notebooks, tmp_path):
         text = page.read_text(encoding="utf-8")
         assert f"{MINI} (Score: {score} / 4.0)" in text and "BEGIN HIDDEN TESTS" not in text
         assert ("Late submission penalty (Score: -1.5)" in text) == (student == "alice")
+        tool_page = (out / "feedback" / f"{student}.html").read_text(encoding="utf-8")
+        summary = text[text.index("<h4>"):text.index("</ol>")]
+        assert summary == tool_page[tool_page.index("<h4>"):tool_page.index("</ol>")]  # the tool's page says the same
+        assert ">Mini assignment — test visible</a> (Score: " in summary
 
 
 # -- --similarity -----------------------------------------------------------------------------------------

@@ -153,6 +153,7 @@ def test_each_graded_cell_is_named_by_its_part_and_what_it_checks():
         _graded(new_code_cell("# Visible tests: the basics.\nassert size(1) == 1"), "test_size_visible"),
         _graded(new_code_cell('"""Sizes of odd kernels.\n\nMore."""\nassert size(3) == 1'), "test_size_odd"),
         _graded(new_code_cell("assert size(2) == 1"), "test_size_even"),  # stock: no comment
+        _graded(new_code_cell("# Visible tests: the basics.\nassert size(7) == 7"), "test_size_seven"),
         _graded(new_code_cell("### BEGIN HIDDEN TESTS\n# secret: size(5) == 1\nassert size(5) == 1\n"
                               "### END HIDDEN TESTS"), "test_size-hidden"),
         new_markdown_cell("## Part 2: **why** it works"),
@@ -161,7 +162,8 @@ def test_each_graded_cell_is_named_by_its_part_and_what_it_checks():
         _graded(new_markdown_cell("### Plot the sizes\nAnd say what you see."), "plot", task=True, grade=False),
     ])
     assert graded_cell_names(nb) == {
-        "test_size_visible": "Part 1: sizes — Visible tests: the basics",
+        "test_size_visible": "Part 1: sizes — Visible tests: the basics (test size visible)",  # (twice the same)
+        "test_size_seven": "Part 1: sizes — Visible tests: the basics (test size seven)",
         "test_size_odd": "Part 1: sizes — Sizes of odd kernels",
         "test_size_even": "Part 1: sizes — test size even",
         "test_size-hidden": "Part 1: sizes — test size hidden",  # (never the hidden tests' own comment)
@@ -186,7 +188,8 @@ def test_names_from_the_submission_are_escaped_and_forged_ones_never_show():
     heading = '<img src=x onerror="window.__pwned=1">'
     cell = grade_cell("assert add(1, 1) == 2", [])
     cell.metadata.nbgrader.update(score=1.0, comment=None, feedback_name="<b>Full marks</b>")
-    text = _render(new_notebook(cells=[new_markdown_cell(f"## {heading}"), cell]), RESOURCES, NameGradedCells, CleanHTML)
+    nb = new_notebook(cells=[new_markdown_cell(f"## {heading}"), cell])
+    text = _render(nb, RESOURCES, NameGradedCells, CleanHTML)
     toc = text[text.index('<div id="toc">'):text.index("</ol>")]
     assert "&lt;img src=x onerror=" in toc and "Full marks" not in text
     assert what_could_run(Page(text)) == []
@@ -217,7 +220,8 @@ def residual_blocks_course(tmp_path_factory):
                    env=tool_env(PYTHONPATH=str(REPO)), check=True, capture_output=True)
     source = nbformat.read(root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     release = nbformat.read(root / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    write(fill(release, answers_from_source(source)), root / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    autograded = root / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    write(fill(release, answers_from_source(source)), autograded)
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "resnet-skip-connections") as gb:
         gb.add_student("alice")
         for grade in gb.add_submission(ASSIGNMENT, "alice").notebooks[0].grades:
@@ -228,9 +232,9 @@ def residual_blocks_course(tmp_path_factory):
 
 
 def _summary(page: str) -> list[str]:
+    """The summary's lines as the reader sees them."""
     toc = page[page.index('<div id="toc">'):page.index("</ol>")]
-    return [html.unescape(re.sub(r"<[^>]+>|\s+", " ", item)).split(" ", 1)[1].strip().replace("  ", " ")
-            for item in toc.split("<li")[1:]]
+    return [html.unescape(" ".join(re.sub(r"<[^>]+>", "", item).split())) for item in re.findall(r"<li.*?</li>", toc)]
 
 
 def test_the_summary_of_the_real_assignment_names_every_test(residual_blocks_course):
@@ -249,6 +253,7 @@ def test_the_summary_of_the_real_assignment_names_every_test(residual_blocks_cou
 
 
 def test_a_hand_grade_shows_once_feedback_is_generated_again(residual_blocks_course):
+    """What formgrader records when the instructor grades the written answer (after the test above)."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{residual_blocks_course / 'gradebook.db'}", "resnet-skip-connections") as gb:
