@@ -9,7 +9,9 @@ grade the same way, with the same protection (docs/instructors.md, "How grading 
   the test's probe, and the test's judge decides in the grader's process (source/<assignment>/grading/);
 * HideHiddenTests keeps hidden tests (of assignments graded the stock way) out of feedback;
 * CleanHTML cleans students' HTML and markdown, in feedback and in formgrader, and FeedbackExporter gives each
-  feedback page a policy that lets no script run but its own MathJax, inlined (no network needed).
+  feedback page a policy that lets no script run but its own MathJax, inlined (no network needed);
+* AwaitingHandGrading and NameGradedCells let the feedback page's summary name each test and say which answers
+  await grading by hand.
 """
 import os
 
@@ -18,7 +20,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 from autograde.execute import JudgedExecute
-from autograde.feedback import FeedbackExporter
+from autograde.feedback import AwaitingHandGrading, FeedbackExporter, NameGradedCells
 from autograde.preprocessors import HideHiddenTests, RestoreCells
 from autograde.sanitize import CleanHTML
 
@@ -45,7 +47,9 @@ c.Autograde.sanitize_preprocessors = [ClearOutput, RestoreCells, DeduplicateIds,
 c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties]
 # CleanHTML comes after HideHiddenTests: a line redacted from clean HTML could leave a tag open.
-c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CleanHTML, CSSHTMLHeaderPreprocessor]
+# AwaitingHandGrading corrects the total GetGrades reads; NameGradedCells names cells after the hidden lines are gone.
+c.GenerateFeedback.preprocessors = [GetGrades, AwaitingHandGrading, HideHiddenTests, NameGradedCells, CleanHTML,
+                                    CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter
 # Formgrader shows submissions with an HTMLExporter of its own, built from this file when Jupyter starts in this
 # folder: it cleans them too. Feedback's exporter does not clean first as well (the redaction above would not

@@ -36,7 +36,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from . import GRADER_VERSION, AutogradeError
 from .execute import JudgedExecute, is_test
-from .feedback import FeedbackExporter
+from .feedback import AwaitingHandGrading, FeedbackExporter, NameGradedCells
 from .judging import FOLDER, Grading
 from .preprocessors import HideHiddenTests, RestoreCells, grade_id, is_graded
 from .sanitize import CleanHTML
@@ -90,8 +90,9 @@ def _subclass(item, cls) -> bool:
 def protect(config: Config) -> Config:
     """*config* with the grading plugins wherever the course's configuration lacks them: RestoreCells before
     OverwriteCells, JudgedExecute (with its isolated kernels) instead of nbgrader's Execute, HideHiddenTests in
-    feedback, CleanHTML and the feedback pages' exporter (:func:`_protect_pages`); and an assignment's grading/
-    folder is never released nor copied beside a submission."""
+    feedback (and AwaitingHandGrading and NameGradedCells, for the summary of the course's page), CleanHTML and the
+    feedback pages' exporter (:func:`_protect_pages`); and an assignment's grading/ folder is never released nor
+    copied beside a submission."""
     sanitize = _configured(config, Autograde, "sanitize_preprocessors")
     if not any(_subclass(pp, RestoreCells) for pp in sanitize):
         at = next((i for i, pp in enumerate(sanitize) if _subclass(pp, OverwriteCells)), len(sanitize))
@@ -103,12 +104,19 @@ def protect(config: Config) -> Config:
     ignored = _configured(config, CourseDirectory, "ignore")
     config.CourseDirectory.ignore = ignored if FOLDER in ignored else [*ignored, FOLDER]
     feedback = list(config.GenerateFeedback.get("preprocessors") or [GetGrades])
-    if not any(_subclass(pp, HideHiddenTests) for pp in feedback):
-        at = next((i + 1 for i, pp in enumerate(feedback) if pp is GetGrades), 0)
-        feedback.insert(at, HideHiddenTests)
+    _insert_after(feedback, HideHiddenTests, GetGrades)
+    _insert_after(feedback, AwaitingHandGrading, GetGrades)  # (the page's template counts on these two)
+    _insert_after(feedback, NameGradedCells, HideHiddenTests)
     config.GenerateFeedback.preprocessors = feedback
     _protect_pages(config)
     return config
+
+
+def _insert_after(items: list, plugin: type, anchor: type) -> None:
+    """*plugin* into *items* right after *anchor* (first without one), unless *items* has it already."""
+    if not any(_subclass(item, plugin) for item in items):
+        at = next((i + 1 for i, item in enumerate(items) if _subclass(item, anchor)), 0)
+        items.insert(at, plugin)
 
 
 def _protect_pages(config: Config) -> None:

@@ -391,6 +391,12 @@ def test_canvas_batches_hand_grades_and_import(notebooks, tmp_path):
     imported = list(csv.reader(io.StringIO((out / "canvas_grades.csv").read_text(encoding="utf-8-sig"))))
     assert [row[1:2] + row[5:] for row in imported[2:]] == [["90002", "4"], ["90003", "3"], ["90004", "0"]]
     assert "90001 (awaiting hand grading)" in done.stdout
+    # Feedback: the hand grade shows once given; an answer to review again awaits hand grading, as in grades.csv.
+    zoe_page, jose_page = ((out / "feedback" / f"{who}.html").read_text(encoding="utf-8") for who in ("90001", "90002"))
+    assert ">Mini assignment — written answer</a> (Score: awaiting hand grading (1.0 point))" in zoe_page
+    assert "mini (Score: 3.0 / 4.0; 1.0 point awaits hand grading)" in zoe_page
+    assert ">Mini assignment — written answer</a> (Score: 1.0 / 1.0)" in jose_page
+    assert "mini (Score: 4.0 / 4.0)" in jose_page and ">Mini assignment — test visible</a>" in jose_page
 
 
 def _strip_nbgrader_metadata(text: str) -> str:
@@ -604,6 +610,10 @@ def test_the_nbgrader_exchange_round_trip(notebooks, tmp_path):
         text = page.read_text(encoding="utf-8")
         assert f"{MINI} (Score: {score} / 4.0)" in text and "BEGIN HIDDEN TESTS" not in text
         assert ("Late submission penalty (Score: -1.5)" in text) == (student == "alice")
+        tool_page = (out / "feedback" / f"{student}.html").read_text(encoding="utf-8")
+        summary = text[text.index("<h4>"):text.index("</ol>")]
+        assert summary == tool_page[tool_page.index("<h4>"):tool_page.index("</ol>")]  # the tool's page says the same
+        assert ">Mini assignment — test visible</a> (Score: " in summary
 
 
 # -- --similarity -----------------------------------------------------------------------------------------

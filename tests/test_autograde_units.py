@@ -454,12 +454,12 @@ def test_the_course_config_composes_the_grading_plugins():
 
 
 def test_protect_adds_the_plugins_a_bare_config_lacks():
-    from nbgrader.preprocessors import Execute, OverwriteCells
+    from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells
     from traitlets.config import Config
 
     from autograde.course import protect
     from autograde.execute import JudgedExecute
-    from autograde.feedback import FeedbackExporter
+    from autograde.feedback import AwaitingHandGrading, FeedbackExporter, NameGradedCells
     from autograde.sanitize import CleanHTML
 
     config = protect(Config())
@@ -469,6 +469,8 @@ def test_protect_adds_the_plugins_a_bare_config_lacks():
     assert Execute not in config.Autograde.autograde_preprocessors
     feedback = config.GenerateFeedback.preprocessors
     assert feedback.index(CleanHTML) > feedback.index(HideHiddenTests)  # cleans what the redaction left
+    # The page's summary: the total corrected right after GetGrades, names read once the hidden lines are gone.
+    assert feedback[:4] == [GetGrades, AwaitingHandGrading, HideHiddenTests, NameGradedCells]
     assert config.GenerateFeedback.exporter_class is FeedbackExporter
     # Formgrader's exporter cleans; feedback's exporter does not clean first as well.
     assert config.HTMLExporter.preprocessors == [CleanHTML] and config.GenerateFeedback.HTMLExporter.preprocessors == []

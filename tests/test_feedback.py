@@ -1,21 +1,25 @@
 import base64
 import hashlib
 import html
+import re
+import shutil
+import subprocess
 from collections import Counter
 
 import nbformat
 import pytest
 from nbconvert.exporters import HTMLExporter
-from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbgrader.converters import GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import GetGrades
 
 from autograde.course import load_course_config
+from autograde.feedback import AwaitingHandGrading, NameGradedCells, graded_cell_names
 from autograde.preprocessors import HideHiddenTests
 from autograde.sanitize import CleanHTML, as_html_block
-from autograde_fixtures import (MINI, PNG, REPO, SVG, Page, fill, formgrader_page, hostile_feedback_page,
-                                release_and_answers, what_could_run, write)
+from autograde_fixtures import (MINI, PNG, PYTHON, REPO, SVG, Page, answers_from_source, fill, formgrader_page,
+                                hostile_feedback_page, release_and_answers, tool_env, what_could_run, write)
 
 RESOURCES = {"nbgrader": {"score": 0, "max_score": 1, "late_penalty": 0, "notebook": "mini"}}
 
@@ -116,7 +120,8 @@ def test_cleaning_comes_after_the_redaction_of_hidden_lines():
     cell.metadata.nbgrader.update(score=0.0, comment=None)  # (what GetGrades adds)
     config = load_course_config(REPO)
     converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
-    preprocessors = [pp for pp in converter.preprocessors if pp is not GetGrades]  # (no gradebook here)
+    gradebook = (GetGrades, AwaitingHandGrading)  # (no gradebook here)
+    preprocessors = [pp for pp in converter.preprocessors if pp not in gradebook]
     assert preprocessors.index(CleanHTML) > preprocessors.index(HideHiddenTests)
     exporter = converter.exporter_class(parent=converter, config=converter.config)  # as nbgrader makes it
     for pp in preprocessors:
@@ -132,3 +137,129 @@ def test_markdown_comes_back_from_nbconvert_as_the_clean_html():
     block = as_html_block(clean)
     assert "\n" not in block and "\r" not in block and html.unescape(block) == f"<div>{clean}</div>"
     assert HTMLExporter().markdown2html({}, block).rstrip("\n") == block
+
+
+# -- The summary: each graded cell named, answers awaiting grading by hand said so --------------------------------
+
+def _graded(cell, grade_id, **nbgrader):
+    cell.metadata.nbgrader = {"grade": True, "grade_id": grade_id, "points": 1, "solution": False, "locked": True,
+                              "schema_version": 3, **nbgrader}
+    return cell
+
+
+def test_each_graded_cell_is_named_by_its_part_and_what_it_checks():
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Assignment\n\n## Part 1: sizes\nWrite `size`.\n```python\n# not a heading\n```"),
+        _graded(new_code_cell("# Visible tests: the basics.\nassert size(1) == 1"), "test_size_visible"),
+        _graded(new_code_cell('"""Sizes of odd kernels.\n\nMore."""\nassert size(3) == 1'), "test_size_odd"),
+        _graded(new_code_cell("assert size(2) == 1"), "test_size_even"),  # stock: no comment
+        _graded(new_code_cell("# Visible tests: the basics.\nassert size(7) == 7"), "test_size_seven"),
+        _graded(new_code_cell("### BEGIN HIDDEN TESTS\n# secret: size(5) == 1\nassert size(5) == 1\n"
+                              "### END HIDDEN TESTS"), "test_size-hidden"),
+        new_markdown_cell("## Part 2: **why** it works"),
+        _graded(new_markdown_cell("# My heading\nBecause."), "written", solution=True, locked=False, points=2),
+        _graded(new_code_cell("%time assert size(1) == 1"), "test_after_the_answer"),
+        _graded(new_markdown_cell("### Plot the sizes\nAnd say what you see."), "plot", task=True, grade=False),
+    ])
+    assert graded_cell_names(nb) == {
+        "test_size_visible": "Part 1: sizes — Visible tests: the basics (test size visible)",  # (twice the same)
+        "test_size_seven": "Part 1: sizes — Visible tests: the basics (test size seven)",
+        "test_size_odd": "Part 1: sizes — Sizes of odd kernels",
+        "test_size_even": "Part 1: sizes — test size even",
+        "test_size-hidden": "Part 1: sizes — test size hidden",  # (never the hidden tests' own comment)
+        "written": "Part 2: why it works — written answer",
+        "test_after_the_answer": "Part 2: why it works — test after the answer",  # (the answer is the student's)
+        "plot": "Part 2: why it works — Plot the sizes"}
+    alone = new_notebook(cells=[_graded(new_markdown_cell("x"), "q1_why", solution=True, locked=False)])
+    assert graded_cell_names(alone) == {"q1_why": "written answer: q1 why"}
+
+
+def _render(nb, resources, *preprocessors):
+    config = load_course_config(REPO)
+    converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
+    exporter = converter.exporter_class(parent=converter, config=converter.config)  # as nbgrader makes it
+    for pp in preprocessors:
+        exporter.register_preprocessor(pp)
+    return exporter.from_notebook_node(nb, resources=resources)[0]
+
+
+def test_names_from_the_submission_are_escaped_and_forged_ones_never_show():
+    """Without a release or source notebook, the headings come from the submission: the student's text."""
+    heading = '<img src=x onerror="window.__pwned=1">'
+    cell = grade_cell("assert add(1, 1) == 2", [])
+    cell.metadata.nbgrader.update(score=1.0, comment=None, feedback_name="<b>Full marks</b>")
+    nb = new_notebook(cells=[new_markdown_cell(f"## {heading}"), cell])
+    text = _render(nb, RESOURCES, NameGradedCells, CleanHTML)
+    toc = text[text.index('<div id="toc">'):text.index("</ol>")]
+    assert "&lt;img src=x onerror=" in toc and "Full marks" not in text
+    assert what_could_run(Page(text)) == []
+
+
+# The course's own assignment: plain `nbgrader generate_feedback` in a course with the course's nbgrader_config.py.
+ASSIGNMENT = "residual_blocks"
+
+
+def _generate_feedback(root):
+    done = subprocess.run([str(PYTHON), "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--force"], cwd=root,
+                          env=tool_env(PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return (root / "feedback" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def residual_blocks_course(tmp_path_factory):
+    """The reference solution of residual_blocks, autograded as nbgrader records it: every test passed, the written
+    answer awaits grading by hand."""
+    from nbgrader.api import Gradebook
+
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    shutil.copytree(REPO / "source" / ASSIGNMENT, root / "source" / ASSIGNMENT, ignore=shutil.ignore_patterns(
+        "grading"))
+    subprocess.run([str(PYTHON), "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=root,
+                   env=tool_env(PYTHONPATH=str(REPO)), check=True, capture_output=True)
+    source = nbformat.read(root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    release = nbformat.read(root / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    autograded = root / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    write(fill(release, answers_from_source(source)), autograded)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "resnet-skip-connections") as gb:
+        gb.add_student("alice")
+        for grade in gb.add_submission(ASSIGNMENT, "alice").notebooks[0].grades:
+            if grade.name != "written_answer":
+                grade.auto_score, grade.needs_manual_grade = grade.max_score, False
+        gb.db.commit()
+    return root
+
+
+def _summary(page: str) -> list[str]:
+    """The summary's lines as the reader sees them."""
+    toc = page[page.index('<div id="toc">'):page.index("</ol>")]
+    return [html.unescape(" ".join(re.sub(r"<[^>]+>", "", item).split())) for item in re.findall(r"<li.*?</li>", toc)]
+
+
+def test_the_summary_of_the_real_assignment_names_every_test(residual_blocks_course):
+    page = _generate_feedback(residual_blocks_course)
+    summary = _summary(page)
+    assert len(summary) == 26 and "Test cell" not in page
+    assert "Part 1: the size of a convolution's output — Visible tests: the basics (Score: 1.0 / 1.0)" in summary
+    assert ("Part 2: the shortcut — Checked when you submit: the identity shortcut (no parameters, output = input, "
+            "gradient passes, any device) (Score: 1.0 / 1.0)") in summary
+    assert ("Part 3: the residual block — Checked when you submit: the shortcut is added, and the ReLU comes after "
+            "the addition (Score: 1.0 / 1.0)") in summary
+    assert "Part 7: why the shortcut helps — written answer (Score: awaiting hand grading (2.0 points))" in summary
+    assert f"{ASSIGNMENT} (Score: 25.0 / 27.0; 2.0 points await hand grading)" in page
+    assert "Score: awaiting hand grading (2.0 points)" in page[page.index('name="written_answer"'):]  # at the cell
+    assert "0.0 / 2.0" not in page
+
+
+def test_a_hand_grade_shows_once_feedback_is_generated_again(residual_blocks_course):
+    """What formgrader records when the instructor grades the written answer (after the test above)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{residual_blocks_course / 'gradebook.db'}", "resnet-skip-connections") as gb:
+        grade = gb.find_grade("written_answer", ASSIGNMENT, ASSIGNMENT, "alice")
+        grade.manual_score, grade.needs_manual_grade = 1.5, False
+        gb.db.commit()
+    page = _generate_feedback(residual_blocks_course)
+    assert "Part 7: why the shortcut helps — written answer (Score: 1.5 / 2.0)" in _summary(page)
+    assert f"{ASSIGNMENT} (Score: 26.5 / 27.0)" in page and "awaiting" not in page
