@@ -10,7 +10,7 @@ image, then for every submission runs ``/autograder/run_autograder`` with the st
     course/                    the course: its nbgrader_config.py and source/<assignment>/ only
     template/                  the template course (gradebook with the hidden tests, release), built once here
 
-Each submission is graded by ``grade`` itself (:func:`autograde.cli.main`), in a --out whose template is the
+Each submission is graded by ``grade`` itself (``python -m autograde grade``), in a --out whose template is the
 bundled one, so that no submission pays for nbgrader's GenerateAssignment. The kernels are isolated as in
 ``grade``: they see neither course/ nor template/ (in container mode, where Gradescope's container refuses
 bubblewrap's namespaces, they cannot read them: :mod:`autograde.sandbox.container`). Then :func:`report` turns the grader's Result and the autograded
