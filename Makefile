@@ -13,7 +13,7 @@ ASSIGNMENT ?= residual_blocks
 # The venv's bin/ comes first so that nbgrader finds this venv's alembic and jupyter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup lab test release grade bench gpu-check lock browser bubblewrap slurm docker docker-check clean \
+.PHONY: setup lab test test-fast release grade bench gpu-check lock browser bubblewrap slurm docker docker-check clean \
 	nbgrader-compat
 
 setup: $(STAMP) bubblewrap
@@ -33,6 +33,12 @@ lab: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The unit tests alone, in a few minutes: everything but the tests marked slow (kernels, whole grading runs through the
+# CLI or nbgrader, the sandbox, the lessons run by nbval, Slurm, Docker, the browser, the Colab venv). `make test`
+# still runs them all; tests/test_fast_split.py keeps what starts a kernel or the grader out of this set.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 release: setup
 	$(BIN)/nbgrader generate_assignment $(ASSIGNMENT) --force --no-db

@@ -144,6 +144,7 @@ def test_make_release_runs_nbgrader_generate_assignment_without_a_database():
     assert recipe == ["$(BIN)/nbgrader generate_assignment $(ASSIGNMENT) --force --no-db"]
 
 
+@pytest.mark.slow
 def test_release_is_exactly_what_make_release_generates(tmp_path):
     shutil.copy2(ah.REPO / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
     shutil.copytree(ah.SOURCE_DIR, tmp_path / "source" / ah.ASSIGNMENT)
@@ -240,12 +241,14 @@ def errors_of(nb):
             for o in c.outputs if o.output_type == "error"]
 
 
+@pytest.mark.slow
 def test_blocker_really_blocks_the_course_packages(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import resnet_course")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     assert [e[1] for e in errors_of(run_in_plain_kernel(nb, tmp_path))] == ["ModuleNotFoundError"]
 
 
+@pytest.mark.slow
 def test_untouched_student_copy_runs_in_a_plain_kernel(tmp_path):
     nb = run_in_plain_kernel(ah.read_notebook(ah.RELEASE_NB), tmp_path)
     errors = errors_of(nb)
@@ -253,6 +256,7 @@ def test_untouched_student_copy_runs_in_a_plain_kernel(tmp_path):
     assert "imports" not in {grade_id for grade_id, _, _ in errors}
 
 
+@pytest.mark.slow
 def test_completed_student_copy_runs_in_a_plain_kernel_without_errors(tmp_path):
     nb = run_in_plain_kernel(ah.submission(ah.reference_answers()), tmp_path)
     assert errors_of(nb) == []
@@ -279,6 +283,7 @@ def graded_course():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_reference_solution_gets_full_autograded_marks(graded_course):
     course, scores = graded_course
     score, maximum = ah.autograded_score(scores["reference"])
@@ -294,6 +299,7 @@ def test_reference_solution_gets_full_autograded_marks(graded_course):
     assert written == [(0.0, 2.0, "markdown")], "the written answer waits for a human"
 
 
+@pytest.mark.slow
 def test_untouched_release_gets_zero(graded_course):
     _, scores = graded_course
     score, maximum = ah.autograded_score(scores["untouched"])
@@ -370,6 +376,7 @@ def binds(candidate, kwargs):
     return True
 
 
+@pytest.mark.slow
 def test_helper_package_exposes_nothing_that_passes_the_hidden_tests():
     objects = helper_package_objects()
     assert len(objects) > 20, "the package's objects were found"

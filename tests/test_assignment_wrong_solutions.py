@@ -123,6 +123,7 @@ def submission_of(members, case):
     return next(student for student, cases in members.items() if case in cases)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", WRONG, ids=lambda c: c.name)
 def test_wrong_answer_loses_points_through_nbgrader(pipeline, case):
     result, members = pipeline
@@ -137,6 +138,7 @@ def test_wrong_answer_loses_points_through_nbgrader(pipeline, case):
     assert not wrongly, f"{student} loses points in cells none of its answers can affect: {sorted(wrongly)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CORRECT, ids=lambda c: c.name)
 def test_correct_variant_gets_full_marks_through_nbgrader(pipeline, case):
     result, members = pipeline
@@ -146,6 +148,7 @@ def test_correct_variant_gets_full_marks_through_nbgrader(pipeline, case):
     assert score == maximum, f"{case.name} ({case.why}) loses points in {sorted(ah.lost_points(grades))}"
 
 
+@pytest.mark.slow
 def test_every_failed_test_teaches(pipeline):
     result, members = pipeline
     for student in members:
@@ -164,6 +167,7 @@ def test_every_failed_test_teaches(pipeline):
                         f"{output.ename}: {output.evalue}")
 
 
+@pytest.mark.slow
 def test_feedback_shows_the_message_but_not_the_hidden_tests(pipeline):
     result, members = pipeline
     case = next(c for c in WRONG if c.name == "rb_no_shortcut")

@@ -24,7 +24,9 @@ from autograde_fixtures import (HIDDEN_MARK, HOSTILE_CODE, HOSTILE_MARKDOWN, MIN
                                 captured_mini, cell_index, fill, formgrader_page, insert_after, make_course,
                                 read_csv, release_and_answers, run_cli, stock_nbgrader, what_could_run, write)
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
+# Every test grades through the CLI (run_cli) or nbgrader, with kernels: `make test-fast` leaves the module out.
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
+              pytest.mark.slow]
 
 WRONG = "def double(x):\n    return 3 * x\n"
 TESTS = ["test_visible", "test_hidden"]

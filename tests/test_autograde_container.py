@@ -23,7 +23,8 @@ from assignment_helpers import ASSIGNMENT, NOTEBOOK, reference_answers, submissi
 from autograde_fixtures import gradescope_root, run_cli
 from docker_daemon import private_docker, unavailable
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="containers need Linux")
+# Docker containers, and a whole grading run in each: slow.
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="containers need Linux"), pytest.mark.slow]
 
 PORT = 50007  # the listener in the container's own network namespace (docker run --network none)
 PYTHON = Path(os.path.realpath(sys.prefix)) / "bin" / "python"

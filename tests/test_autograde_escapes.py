@@ -23,7 +23,8 @@ from autograde_fixtures import MINI, fill, make_course, release_and_answers, rea
 
 pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
               pytest.mark.skipif(sys.platform.startswith("linux") and isolation_problem() is not None,
-                                 reason=f"no isolation here: {isolation_problem()}")]
+                                 reason=f"no isolation here: {isolation_problem()}"),
+              pytest.mark.slow]  # every attempt is graded in sandboxed kernels, through the CLI and nbgrader
 
 WRONG = "def double(x):\n    return 3 * x\n"
 MARK = "classmate-7f3a9e"  # in the classmate's notebook; escapes build it from pieces, so their source lacks it

@@ -108,6 +108,7 @@ def _tests(text: str) -> dict:
 
 # -- the bundle ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bundle_holds_the_grader_the_course_and_a_template_only(bundle):
     with zipfile.ZipFile(bundle["zip"]) as zf:
         infos = {info.filename: info for info in zf.infolist()}
@@ -133,6 +134,7 @@ def test_bundle_holds_the_grader_the_course_and_a_template_only(bundle):
     assert "Autograder points: 3" in bundle["stdout"] and "written (1 point)" in bundle["stdout"]
 
 
+@pytest.mark.slow
 def test_scripts_are_valid_bash(bundle, tmp_path):
     with zipfile.ZipFile(bundle["zip"]) as zf:
         zf.extractall(tmp_path)
@@ -221,6 +223,7 @@ def test_setup_sh_installs_cpu_torch_then_the_grader_lock():
 
 # -- results.json -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_results_json_follows_gradescopes_specification(graded):
     for name, (code, log, text) in graded.items():
         assert text, f"{name}: no results.json\n{log}"
@@ -230,6 +233,7 @@ def test_every_results_json_follows_gradescopes_specification(graded):
         assert "using the bundled template" in log, name  # no GenerateAssignment per submission
 
 
+@pytest.mark.slow
 def test_correct_work_gets_every_automatic_point(graded):
     text = graded["correct"][2]
     results, tests = json.loads(text), _tests(text)
@@ -244,6 +248,7 @@ def test_correct_work_gets_every_automatic_point(graded):
     assert "by hand" in tests[WRITTEN]["output"]
 
 
+@pytest.mark.slow
 def test_wrong_work_gets_the_tests_error_messages_without_code(graded):
     text = graded["wrong"][2]
     tests = _tests(text)
@@ -252,12 +257,14 @@ def test_wrong_work_gets_the_tests_error_messages_without_code(graded):
     assert tests["test_hidden"]["status"] == "failed" and tests["test_hidden"]["output"].startswith("AssertionError")
 
 
+@pytest.mark.slow
 def test_hidden_test_code_never_reaches_results_json(graded):
     for name, (_, _, text) in graded.items():
         assert not [code for code in HIDDEN_CODE if code in text], name
         assert "Traceback" not in text and "File \"" not in text, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["broken", "nested"])
 def test_a_broken_file_gets_zero_and_says_why(graded, case):
     code, _log, text = graded[case]
@@ -268,6 +275,7 @@ def test_a_broken_file_gets_zero_and_says_why(graded, case):
     assert all(test["status"] == "failed" and test["output"].startswith("Not run") for test in automatic)
 
 
+@pytest.mark.slow
 def test_cheats_and_forgeries_score_zero(graded):
     for name in ["cheating", *(f"forged_{forgery}" for forgery in FORGERIES)]:
         results = json.loads(graded[name][2])
@@ -275,6 +283,7 @@ def test_cheats_and_forgeries_score_zero(graded):
         assert all(test["score"] == 0 for test in results["tests"]), name
 
 
+@pytest.mark.slow
 def test_links_a_kernel_makes_lead_nowhere(graded, roots, bundle):
     results = json.loads(graded["links_out"][2])
     assert results["score"] == 0 and "Status: ok." in results["output"]
@@ -284,11 +293,13 @@ def test_links_a_kernel_makes_lead_nowhere(graded, roots, bundle):
     assert not (roots / "links_out" / "results" / "results.json").is_symlink()
 
 
+@pytest.mark.slow
 def test_a_link_to_the_bundles_source_is_not_graded(graded):
     results = json.loads(graded["linked"][2])
     assert results["score"] == 0 and "Status: no notebook." in results["output"]
 
 
+@pytest.mark.slow
 def test_without_isolation_it_refuses_and_implies_no_grade(bundle, roots):
     # No bubblewrap on PATH: the container cannot isolate the student's code.
     code, log, text = autograde(bundle, roots, "unsafe", {"mini.ipynb": b"{}"}, path=str(PYTHON.parent))
@@ -298,6 +309,7 @@ def test_without_isolation_it_refuses_and_implies_no_grade(bundle, roots):
     assert results["tests"] == [] and "not a grade" in results["output"]
 
 
+@pytest.mark.slow
 def test_a_bundle_under_tmp_grades_too(bundle):
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # the sandboxes' own /tmp must not hide the grader
         code, log, text = autograde(bundle, Path(folder), "in-tmp",
@@ -306,6 +318,7 @@ def test_a_bundle_under_tmp_grades_too(bundle):
     assert json.loads(text)["score"] == 3
 
 
+@pytest.mark.slow
 def test_notes_that_quote_a_hidden_line_are_redacted(bundle, tmp_path, monkeypatch):
     from autograde.course import Course, Template
     from autograde.gradescope import _redacted
@@ -319,6 +332,7 @@ def test_notes_that_quote_a_hidden_line_are_redacted(bundle, tmp_path, monkeypat
         "a note", "the cell printed:\n[hidden test line removed]"]
 
 
+@pytest.mark.slow
 def test_a_failure_while_writing_results_json_still_writes_one(bundle, tmp_path, monkeypatch):
     """Writing results.json reads the autograded notebook, which holds what the student's kernel printed: whatever
     goes wrong there, Gradescope gets a results.json that says it is no grade."""

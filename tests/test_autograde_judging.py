@@ -183,6 +183,7 @@ def _verdict(outputs):
     return ("passed", outputs[0].text) if outputs[0].output_type == "stream" else ("failed", outputs[0].evalue)
 
 
+@pytest.mark.slow
 @linux
 def test_a_test_cell_never_runs_in_the_kernel_its_probe_does(course):
     # The test cell's own code would fail, print and raise: it never runs; the judge decides from the probe.
@@ -196,6 +197,7 @@ def test_a_test_cell_never_runs_in_the_kernel_its_probe_does(course):
     assert _verdict(outputs["test_square"]) == ("failed", "square(x) should be x * x")
 
 
+@pytest.mark.slow
 @linux
 def test_what_the_kernel_prints_in_a_test_cell_counts_for_nothing(course):
     # A cell of the student's own publishes observations and prints "passed": neither reaches the verdict.
@@ -206,6 +208,7 @@ def test_what_the_kernel_prints_in_a_test_cell_counts_for_nothing(course):
     assert _verdict(outputs["test_square"]) == ("failed", "square(x) raised ValueError: no")
 
 
+@pytest.mark.slow
 @linux
 def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
     outputs, report = _grade(course, _notebook("def square(x):\n    return x * x", ("test_twice", "pass"),
@@ -218,6 +221,7 @@ def test_an_answer_sent_twice_or_too_large_or_never_fails(course):
     assert _verdict(outputs["test_slow"]) == ("failed", "this test did not finish: it ran past the time limit")
 
 
+@pytest.mark.slow
 @linux
 def test_a_probe_says_what_stopped_it_whatever_the_students_code_raised(course):
     answer = ("def square(x):\n    raise SystemExit('bye')\n\n"
@@ -232,6 +236,7 @@ def test_a_probe_says_what_stopped_it_whatever_the_students_code_raised(course):
                                                          "notebook's code interfered with it")
 
 
+@pytest.mark.slow
 @linux
 def test_a_kernel_that_sends_what_the_grader_cannot_read_is_stopped(course):
     # A kernel holds the key that signs its messages: it can send a display whose content is no mapping.
@@ -245,6 +250,7 @@ def test_a_kernel_that_sends_what_the_grader_cannot_read_is_stopped(course):
     assert "tampering detected" in report["statuses"]
 
 
+@pytest.mark.slow
 @linux
 def test_a_kernel_is_sent_the_probes_once_and_a_notebook_that_drops_them_fails_the_tests_after(course, monkeypatch):
     sent = []
@@ -288,6 +294,7 @@ def test_every_grading_run_draws_its_own_seed():
     assert len({JudgedExecute().run_seed() for _ in range(5)}) == 5 and JudgedExecute(seed=7).run_seed() == 7
 
 
+@pytest.mark.slow
 @linux
 def test_the_reference_runs_once_per_seed(course, monkeypatch):
     runs = []
@@ -302,6 +309,7 @@ def test_the_reference_runs_once_per_seed(course, monkeypatch):
     assert len(runs) == 2
 
 
+@pytest.mark.slow
 @linux
 def test_a_reference_that_fails_its_own_probe_stops_the_grading(course):
     nb = _notebook("def square(x):\n    return x * x", ("test_square", "pass"))
@@ -314,6 +322,7 @@ def test_a_test_without_its_judge_is_a_configuration_error(course):
         _grade(course, _notebook("def square(x):\n    return x * x", ("test_cube", "pass")))
 
 
+@pytest.mark.slow
 @linux
 def test_the_kernel_works_in_a_new_folder_with_copies_of_the_data_files(course):
     (course / "data.csv").write_text("1,2\n")
@@ -325,6 +334,7 @@ def test_the_kernel_works_in_a_new_folder_with_copies_of_the_data_files(course):
     assert folder != str(course) and files.split(", ") == ["data.csv", "secret.txt"]  # no link, no notebook, no source/
 
 
+@pytest.mark.slow
 @linux
 def test_an_assignment_without_judges_is_graded_as_stock_nbgrader_grades_it(tmp_path):
     config = Config()
@@ -411,6 +421,7 @@ def test_this_course_requires_judges():
     assert config.JudgedExecute.require_judges is True
 
 
+@pytest.mark.slow
 @linux
 def test_comms_and_display_updates_cannot_grow_outputs_past_the_caps(course):
     flood = ("from IPython.display import display\n"

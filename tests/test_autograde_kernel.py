@@ -15,7 +15,9 @@ from autograde.status import OUTPUT_TOO_LARGE
 from autograde_fixtures import MINI, fill, make_course, read_csv, release_and_answers, run_cli, stock_nbgrader, write
 from resnet_course.cores import available_cores
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features")
+# Every test starts kernels (slow; one of them takes minutes).
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
+              pytest.mark.slow]
 
 # A kernel slow to answer, made deterministic: it holds back its reply to the first kernel_info request until a
 # second request has come, then answers both (a busy machine does the same when the first reply takes longer than
@@ -71,7 +73,6 @@ def test_a_kernel_whose_first_reply_comes_late_gets_ready(tmp_path):
     assert asyncio.run(_with_kernel(argv, use, isolation="none")) == "True"  # it did hold its first reply back
 
 
-@pytest.mark.slow
 def test_kernels_start_and_run_while_other_processes_load_every_core(tmp_path):
     """Cold kernels, warm kernels and plain `nbgrader autograde` while CPU-bound processes compete for every core
     (on such a machine the first kernel_info reply comes after the client has asked again)."""

@@ -359,6 +359,7 @@ def _hand_grade(out: Path, scores: dict[str, float]) -> None:
         gb.db.commit()
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_canvas_batches_hand_grades_and_import(notebooks, tmp_path):
     out = tmp_path / "out"
@@ -406,6 +407,7 @@ def _strip_nbgrader_metadata(text: str) -> str:
     return nbformat.writes(nb)
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_moodle_download_graded(notebooks, tmp_path):
     stripped = _strip_nbgrader_metadata(_written(notebooks, "It distributes: 2(a+b) = 2a+2b."))
@@ -435,6 +437,7 @@ def test_moodle_download_graded(notebooks, tmp_path):
                                                              ["Participant 1234504", "雷 李", "0"]]
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_blackboard_download_with_a_due_date(notebooks, late_course, tmp_path):
     homework = "Homework 1_ResNet"
@@ -471,6 +474,7 @@ def _blackboard_batch(path: Path, homework: str, attempts) -> Path:
     return write_zip(path, entries)
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_changed(notebooks, tmp_path):
     course = tmp_path / "course"
@@ -510,6 +514,7 @@ def test_later_runs_keep_the_newest_attempt_and_grade_again_what_their_settings_
     assert "Graded 2 submission(s)" in done.stdout and "1 reused" in done.stdout and "again" not in done.stdout
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_zipped_notebooks_are_graded_through_the_tool(notebooks, tmp_path):
     _, entries = _zipped_uploads(notebooks, "Homework 1_ResNet")[1]  # Moodle's
@@ -522,6 +527,7 @@ def test_zipped_notebooks_are_graded_through_the_tool(notebooks, tmp_path):
     assert (jose["status"], jose["score"]) == ("ok", "3") and "also found" in jose["notes"]
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_gradescope_export_graded(notebooks, tmp_path):
     archive = write_zip(tmp_path / "gs.zip", [
@@ -565,6 +571,7 @@ def test_the_summary_counts_from_the_process_start(monkeypatch):
 NBGRADER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nbgrader"
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_the_nbgrader_exchange_round_trip(notebooks, tmp_path):
     """release_assignment, fetch_assignment, submit, collect, grade with the tool, generate_feedback,
@@ -644,6 +651,7 @@ OTHER = '''def double(x):
 '''
 
 
+@pytest.mark.slow
 def test_similarity_flags_renamed_copies_and_nothing_else(notebooks, tmp_path):
     from autograde.similarity import write_similarity
 
@@ -680,6 +688,7 @@ c.LatePenalty.grace_minutes = 30
 '''
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_late_rule_options_and_extensions(notebooks, tmp_path):
     from nbgrader.api import Gradebook
@@ -728,6 +737,7 @@ CANVAS_ROSTER = """Student,ID,SIS User ID,SIS Login ID,Section,Mini (123)
 """
 
 
+@pytest.mark.slow
 @pytestmark_linux
 def test_a_roster_gives_every_student_a_row(notebooks, tmp_path):
     out, roster = tmp_path / "out", tmp_path / "gradebook-export.csv"

@@ -17,6 +17,7 @@ from nbgrader.api import Gradebook
 from autograde_fixtures import (MINI, MINI_JUDGES, MINI_PROBES, PYTHON, _md, answers_from_source, cell_index, fill,
                                 mini_source, read_csv, run_cli, tool_env, write)
 
+pytestmark = pytest.mark.slow  # every test grades through nbgrader or the CLI, with kernels
 COURSE_ID = "fixture-course"
 PLUGINS = f'''\
 c = get_config()

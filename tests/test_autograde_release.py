@@ -22,6 +22,7 @@ from autograde_fixtures import EARLIER_SEED, answers_from_source, cell_index, fi
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox uses Linux features"),
     pytest.mark.skipif(not (SOURCE_NB.exists() and RELEASE_NB.exists()), reason="the assignment is not released yet"),
+    pytest.mark.slow,  # whole classes graded through the CLI
 ]
 
 HONEST = ["correct", "wrong", "unanswered"]

@@ -132,6 +132,7 @@ ESCAPE = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_letting_go_of_the_kernel_kills_what_escaped_its_process_group(workdir, isolate):
     marker = f"987.{os.getpid()}{MARKS[isolate]}"
@@ -142,6 +143,7 @@ def test_letting_go_of_the_kernel_kills_what_escaped_its_process_group(workdir, 
     assert gone(marker)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_the_kernel_exiting_also_ends_what_it_started(workdir, isolate):
     marker = f"876.{os.getpid()}{MARKS[isolate]}"
@@ -159,6 +161,7 @@ DIES_WITH_ITS_SUPERVISOR = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_the_kernel_dies_with_its_supervisor(workdir, isolate):
     # (Linux forgets the signal when a process changes its user, as a container mode kernel does)
@@ -179,6 +182,7 @@ supervisor.main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", [CONTAINER])
 def test_a_supervisor_that_breaks_still_ends_every_process_of_the_kernels_user(workdir, isolate):
     marker = f"765.{os.getpid()}{MARKS[isolate]}"
@@ -201,6 +205,7 @@ def _ended_unnoticed(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_a_kernel_that_ended_before_the_grader_let_go_is_reported_as_ended(workdir, isolate):
     """The grader lets go of a kernel it lost its connection to: if the kernel had ended by itself, the report says
@@ -212,6 +217,7 @@ def test_a_kernel_that_ended_before_the_grader_let_go_is_reported_as_ended(workd
     assert (report["reason"], report.get("exit_code")) == ("kernel died", 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_memory_of_all_processes_counts(workdir, isolate):
     code = """
@@ -228,6 +234,7 @@ def test_memory_of_all_processes_counts(workdir, isolate):
     assert report["reason"] == "memory limit" and report["limit_mb"] == 400
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_one_process_cannot_allocate_past_the_cap(workdir, isolate):
     code = """
@@ -239,6 +246,7 @@ def test_one_process_cannot_allocate_past_the_cap(workdir, isolate):
     assert Supervised(workdir, code, isolate, memory_mb=400).stopped()["exit_code"] == 42
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_too_many_processes(workdir, isolate):
     marker = f"765.{os.getpid()}{MARKS[isolate]}"
@@ -251,6 +259,7 @@ def test_too_many_processes(workdir, isolate):
     assert gone(marker)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", ISOLATION)
 def test_an_interrupt_reaches_the_kernel(workdir, isolate):
     code = """
@@ -298,6 +307,7 @@ WHAT_THE_KERNEL_SEES = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform.startswith("linux") and isolation_problem() is not None,
                     reason=str(isolation_problem()))
 def test_an_isolated_kernel_sees_its_folder_alone(tmp_path):
@@ -373,6 +383,7 @@ WHAT_A_CONTAINER_KERNEL_SEES = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", [CONTAINER])
 def test_a_container_mode_kernel_is_a_user_of_its_own(workdir, isolate):
     secret = workdir / "gradebook.db"  # what the grader writes with umask 077
@@ -436,6 +447,7 @@ IMPORTS_THE_GRADERS_PACKAGE = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", [CONTAINER])
 def test_a_container_mode_kernel_imports_the_graders_package_and_reads_nothing_beside_it(workdir, isolate,
                                                                                         monkeypatch):
@@ -457,6 +469,7 @@ def test_a_container_mode_kernel_imports_the_graders_package_and_reads_nothing_b
     assert seen == {"probing": "autograde.probing", "solutions": "refused: PermissionError"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", [CONTAINER])
 def test_kernels_side_by_side_cannot_touch_each_other(workdir, isolate):
     folders = [workdir / "first", workdir / "second"]

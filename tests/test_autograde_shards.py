@@ -92,6 +92,7 @@ def _rows(path):
     return path.read_text(encoding="utf-8-sig").splitlines()
 
 
+@pytest.mark.slow
 def test_each_shard_grades_its_part_and_the_attempts_of_a_student_stay_together(runs):
     everyone = _rows(runs["whole"] / "grades.csv")[1:]
     seen = []
@@ -108,6 +109,7 @@ def test_each_shard_grades_its_part_and_the_attempts_of_a_student_stay_together(
     assert len(zoe) == 1 and "mini-1.ipynb" in zoe[0] and "also found" in zoe[0]
 
 
+@pytest.mark.slow
 def test_the_merge_writes_what_one_run_writes(runs):
     whole, merged = runs["whole"], runs["merged"]
     assert (merged / "grades.csv").read_bytes() == (whole / "grades.csv").read_bytes()
@@ -129,6 +131,7 @@ def _gradebook(out):
                 for s in gb.assignment_submissions(MINI)}
 
 
+@pytest.mark.slow
 def test_the_merged_class_course_is_the_one_formgrader_would_get(runs):
     whole, merged = runs["whole"], runs["merged"]
     assert _gradebook(merged) == _gradebook(whole) and len(_gradebook(merged)) == 7  # the notebooks that opened
@@ -140,6 +143,7 @@ def test_the_merged_class_course_is_the_one_formgrader_would_get(runs):
     assert "protect(c)" in config
 
 
+@pytest.mark.slow
 def test_a_grade_into_the_merged_out_reuses_every_result(runs, course, download):
     again = _grade(download, course, runs["merged"])
     assert again.returncode == 0, again.stderr
@@ -147,6 +151,7 @@ def test_a_grade_into_the_merged_out_reuses_every_result(runs, course, download)
     assert (runs["merged"] / "grades.csv").read_bytes() == (runs["whole"] / "grades.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_merging_again_keeps_hand_grades(runs, course, tmp_path):
     out = tmp_path / "merged"
     shutil.copytree(runs["merged"], out)
@@ -167,6 +172,7 @@ def _copy_shards(runs, tmp_path):
     return [tmp_path / str(i) for i in range(SHARDS)]
 
 
+@pytest.mark.slow
 def test_a_missing_or_unfinished_shard_is_named_with_its_students(runs, course, tmp_path):
     shards = _copy_shards(runs, tmp_path)
     lacking = [row.split(",")[0] for row in _rows(shards[2] / "grades.csv")[1:]]
@@ -184,6 +190,7 @@ def test_a_missing_or_unfinished_shard_is_named_with_its_students(runs, course, 
     assert len(rows) == 11 - len(_rows(shards[1] / "grades.csv")[1:])  # the roster's rows of shard 1 too
 
 
+@pytest.mark.slow
 def test_shards_of_different_splits_or_sources_do_not_merge(runs, course, tmp_path):
     shards = _copy_shards(runs, tmp_path)
     manifest = Manifest.read(shards[0])

@@ -18,6 +18,7 @@ import yaml
 from autograde_fixtures import MINI, REPO, fill, make_course, release_and_answers, run_cli
 from slurm_cluster import DAEMONS, one_node_cluster, unavailable
 
+pytestmark = pytest.mark.slow  # a Slurm cluster, and classes graded through the CLI on it
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="grading uses Linux features")
 WRONG = "def double(x):\n    return 3 * x\n"
 SHARDS = 2

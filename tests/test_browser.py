@@ -31,8 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update"]
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run `make setup`")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason=f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"),
+              pytest.mark.slow]  # a browser, and pages that nbgrader and the grader make first
 
 
 def free_port():

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from assignment_helpers import reference_answers, submission
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a fresh virtual environment, and every lesson run in its kernel
 COLAB_PACKAGES = ["torch", "numpy", "matplotlib", "scikit-learn", "tqdm", "ipykernel"]
 LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 

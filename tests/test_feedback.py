@@ -68,6 +68,7 @@ def hostile_page(tmp_path_factory):
     return path, path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_formgrader_shows_the_hostile_notebook_cleaned(hostile_page, monkeypatch):
     """Formgrader's own page has scripts and a form; the submission adds none, nor anything else that runs."""
     course = hostile_page[0].parents[3]
@@ -79,6 +80,7 @@ def test_formgrader_shows_the_hostile_notebook_cleaned(hostile_page, monkeypatch
     assert "__pwned" not in "".join(Page(hostile).scripts) and "<b>table</b>" in hostile
 
 
+@pytest.mark.slow
 def test_plain_generate_feedback_with_the_course_config_cleans_a_hostile_notebook(hostile_page):
     page = Page(hostile_page[1])
     assert what_could_run(page) == []
@@ -86,6 +88,7 @@ def test_plain_generate_feedback_with_the_course_config_cleans_a_hostile_noteboo
     assert not any(tag == "script" and "src" in attrs for tag, attrs in page.elements)
 
 
+@pytest.mark.slow
 def test_a_hostile_notebook_keeps_what_a_notebook_needs(hostile_page):
     text = hostile_page[1]
     page = Page(text)
@@ -98,6 +101,7 @@ def test_a_hostile_notebook_keeps_what_a_notebook_needs(hostile_page):
     assert text.count("<b>table</b>") == 3
 
 
+@pytest.mark.slow
 def test_the_page_allows_only_its_own_scripts_and_loads_nothing(hostile_page):
     page = Page(hostile_page[1])
     policy = page.policy()

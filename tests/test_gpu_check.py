@@ -31,6 +31,7 @@ def tiny_lesson(folder):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback on a machine without a GPU")
 def test_a_lesson_runs_on_the_device_the_check_chose(tmp_path):
     on_cpu = gpu_check.run_lesson(tiny_lesson(tmp_path), "cpu")

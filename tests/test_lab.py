@@ -8,7 +8,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # `make lab` starts a Jupyter server
 
 
 def free_port():
