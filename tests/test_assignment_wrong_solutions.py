@@ -81,6 +81,7 @@ def test_the_collection_is_well_formed():
 
 # ------------------------------------------------------------------------------------------------- in process
 
+@pytest.mark.slow  # each runs the whole notebook, training included: two minutes for all of them
 @pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
 def test_case_in_process(case):
     result = ah.grade_in_process(case.answers)

@@ -241,6 +241,7 @@ def _summary(page: str) -> list[str]:
     return [html.unescape(" ".join(re.sub(r"<[^>]+>", "", item).split())) for item in re.findall(r"<li.*?</li>", toc)]
 
 
+@pytest.mark.slow  # nbgrader releases and grades the real assignment first
 def test_the_summary_of_the_real_assignment_names_every_test(residual_blocks_course):
     page = _generate_feedback(residual_blocks_course)
     summary = _summary(page)
@@ -256,6 +257,7 @@ def test_the_summary_of_the_real_assignment_names_every_test(residual_blocks_cou
     assert "0.0 / 2.0" not in page
 
 
+@pytest.mark.slow  # nbgrader releases and grades the real assignment first
 def test_a_hand_grade_shows_once_feedback_is_generated_again(residual_blocks_course):
     """What formgrader records when the instructor grades the written answer (after the test above)."""
     from nbgrader.api import Gradebook
