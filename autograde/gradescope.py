@@ -75,7 +75,6 @@ class BundleSettings:
 # -- build -------------------------------------------------------------------------------------------
 
 def add_parser(commands) -> None:
-
     parser = commands.add_parser(
         "gradescope", help="build Gradescope's autograder .zip for an assignment",
         description="Write the autograder .zip to upload in Gradescope (Configure Autograder, Ubuntu 24.04 base "
