@@ -410,3 +410,20 @@ def test_the_report_escapes_what_students_wrote(release, tmp_path):
     assert "<script" not in page and "<img" not in page and "onerror=alert(1)>" not in page
     assert "&lt;/pre&gt;&lt;script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert page.count("<h2 ") == 1 and page.count("<tr>") == 1 + 8  # a header, 7 code answers, the written one
+
+
+@pytest.mark.slow  # 41 notebooks graded through the command line
+def test_the_class_graded_through_the_cli_lists_the_copy_and_almost_nothing_else(tmp_path):
+    """The same class, as an instructor grades it: `grade --similarity` on a folder of 41 notebooks."""
+    from autograde_fixtures import run_cli
+
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for student_id, nb in {**_class(CLASS), "zz_copier": notebook(disguised(student(COPIED), seed=99))}.items():
+        nbformat.write(nb, folder / f"{student_id}.ipynb")
+    done = run_cli("grade", folder, "--assignment", "residual_blocks", "--out", tmp_path / "out", "--jobs", "2",
+                   "--timeout", "30", "--no-progress", "--similarity", timeout=3600)  # (a hang, not a budget)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = (tmp_path / "out" / "similarity.csv").read_text().splitlines()[1:]
+    assert rows and rows[0].startswith(f"s{COPIED:02d},zz_copier,") and len(rows) < 5, rows
+    assert len((tmp_path / "out" / "grades.csv").read_text(encoding="utf-8-sig").splitlines()) == CLASS + 2
