@@ -41,13 +41,13 @@ from .feedback import write_status_page
 from .formgrader import SECRET, FormgraderCourse, publish_autograded
 from .inputs import Found, NotebookChooser, Submission, discover, open_submissions
 from .late import read_extensions
+from .parts import Manifest, Shard
 from .results import (Cache, Result, RunReport, atomic_copy, cache_key, changed_settings, instant, later,
                       reusable, summary, write_grades)
+from .roster import Member, remember, remembered
 from .sandbox.supervisor import Limits
 from .sandbox.zygote import WarmKernelServer
-from .roster import Member, remember, remembered
 from .scheduler import Scheduler
-from .parts import Manifest, Shard
 from .similarity import write_similarity
 from .worker import CONTAINER_MODE, NOT_ISOLATED, Job, Settings, isolation_note, prepare_reference, prewarm
 
@@ -360,6 +360,9 @@ def _earlier_batches(here: set[str], cache: Cache, out: Path, class_course: Form
     return earlier, todo
 
 
+NOT_ON_ROSTER = "not on the roster"
+
+
 def _on_roster(results: list[Result], where: Publication, report: RunReport) -> list[Result]:
     """A row for every student of the roster who handed nothing in; names from the roster where the download had
     none, and a note on those graded who are not on it."""
@@ -448,9 +451,6 @@ def _take_shard(folder: Path, manifest: Manifest, out: Path, class_course: Formg
             if source.is_dir():
                 publish_autograded(source, class_course.root / kind / result.student_id / assignment)
     return results
-
-
-NOT_ON_ROSTER = "not on the roster"
 
 
 def _isolation(results: list[Result]) -> dict:
